@@ -1,0 +1,60 @@
+// Package intake holds the Einmal-PIN rules, the tus 1.0.0 upload protocol,
+// drafts and the submission of uploaded documents into a Vorgang.
+package intake
+
+import (
+	"context"
+	"errors"
+	"io"
+	"time"
+)
+
+// ErrBlobNotFound is returned for a key or multipart upload that does not exist.
+var ErrBlobNotFound = errors.New("blob not found")
+
+// BlobInfo describes a stored object.
+type BlobInfo struct {
+	Key     string
+	Size    int64
+	ETag    string
+	Created time.Time
+}
+
+// Part is one finished part of a multipart upload.
+type Part struct {
+	Number int // 1-based, increasing
+	ETag   string
+	Size   int64
+}
+
+// BlobStore keeps document bytes. Implementations stream: no method may hold a
+// whole object in memory. Objects are encrypted at rest by every
+// implementation. Keys are slash-separated, made only of [a-zA-Z0-9/._-].
+//
+// Multipart uploads let a resumable upload write parts as they arrive and
+// join them at the end; every part except the last is at least
+// MinPartSize bytes (the S3 rule), which callers must respect.
+type BlobStore interface {
+	// Put stores r under key. size is the exact length, or -1 when unknown.
+	Put(ctx context.Context, key string, r io.Reader, size int64) (BlobInfo, error)
+	// Get opens the object for streaming. The caller closes the reader.
+	Get(ctx context.Context, key string) (io.ReadCloser, BlobInfo, error)
+	Stat(ctx context.Context, key string) (BlobInfo, error)
+	// Delete removes the object; deleting a missing key is not an error.
+	Delete(ctx context.Context, key string) error
+
+	CreateMultipart(ctx context.Context, key string) (uploadID string, err error)
+	// PutPart writes part number n (1-based). Writing the same n again replaces it.
+	PutPart(ctx context.Context, key, uploadID string, n int, r io.Reader, size int64) (Part, error)
+	// ListParts returns the parts written so far, ordered by number.
+	ListParts(ctx context.Context, key, uploadID string) ([]Part, error)
+	CompleteMultipart(ctx context.Context, key, uploadID string, parts []Part) (BlobInfo, error)
+	// AbortMultipart drops the upload and its parts; aborting twice is not an error.
+	AbortMultipart(ctx context.Context, key, uploadID string) error
+
+	// Ping tells whether the store is reachable (for /readyz).
+	Ping(ctx context.Context) error
+}
+
+// MinPartSize is the smallest size of a multipart part other than the last.
+const MinPartSize = 5 << 20
