@@ -1,0 +1,183 @@
+package audit
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash"
+	"time"
+)
+
+// hashDomain starts every hashed encoding. Changing the encoding in any way
+// breaks every stored chain, so a new encoding needs a new domain string.
+const hashDomain = "postbox/audit-event/v1"
+
+// ComputeHash returns the hex SHA-256 over a canonical encoding of every field
+// except Hash: each field is written as an 8-byte big-endian length followed
+// by its bytes, so no two different events encode alike ("ab"+"c" differs
+// from "a"+"bc"). Time enters as UTC unix microseconds, the precision every
+// store keeps, so the hash survives a round trip through any store and does
+// not depend on the time zone the event was created in.
+func (e Event) ComputeHash() string {
+	h := sha256.New()
+	writeField(h, []byte(hashDomain))
+	writeField(h, []byte(e.ID))
+	writeField(h, []byte(e.TenantID))
+	writeInt(h, e.Seq)
+	writeInt(h, e.Time.UnixMicro())
+	writeField(h, []byte(e.ActorID))
+	writeField(h, []byte(e.ActorRole))
+	writeField(h, []byte(e.Type))
+	writeField(h, []byte(e.SubjectType))
+	writeField(h, []byte(e.SubjectID))
+	writeField(h, []byte(e.Outcome))
+	writeField(h, []byte(e.ClientHash))
+	writeField(h, []byte(e.RequestID))
+	writeField(h, []byte(e.Details))
+	writeField(h, []byte(e.PrevHash))
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+func writeField(h hash.Hash, b []byte) {
+	var n [8]byte
+	binary.BigEndian.PutUint64(n[:], uint64(len(b)))
+	h.Write(n[:])
+	h.Write(b)
+}
+
+func writeInt(h hash.Hash, v int64) {
+	var b [8]byte
+	binary.BigEndian.PutUint64(b[:], uint64(v))
+	writeField(h, b[:])
+}
+
+// Link makes e the successor of prev (nil for the tenant's first event): it
+// sets Seq, PrevHash and Hash. It also normalises Time to UTC microseconds,
+// so the linked event equals what a store returns for it.
+func Link(prev *Event, e Event) Event {
+	e.Time = e.Time.UTC().Truncate(time.Microsecond)
+	e.Seq, e.PrevHash = 1, ""
+	if prev != nil {
+		e.Seq, e.PrevHash = prev.Seq+1, prev.Hash
+	}
+	e.Hash = e.ComputeHash()
+	return e
+}
+
+// ProblemKind classifies the first break found in a chain.
+type ProblemKind string
+
+const (
+	// ProblemChanged: an event's stored hash does not match its content.
+	ProblemChanged ProblemKind = "changed"
+	// ProblemRemoved: one or more sequence numbers are missing.
+	ProblemRemoved ProblemKind = "removed"
+	// ProblemInserted: a sequence number occurs twice, or an event does not
+	// link to the hash of its predecessor.
+	ProblemInserted ProblemKind = "inserted"
+)
+
+// Problem is the first break in a tenant's chain.
+type Problem struct {
+	Kind    ProblemKind
+	EventID string // the event at which the break shows
+	Seq     int64  // that event's sequence number
+	Detail  string // human-readable, names the events involved
+}
+
+func (p Problem) String() string { return fmt.Sprintf("%s: %s", p.Kind, p.Detail) }
+
+// VerifyResult is the outcome of Verify. Problem is nil when the chain is
+// intact. An intact chain can still have lost its newest events: compare
+// LastSeq and LastHash with an anchor kept elsewhere to detect truncation.
+type VerifyResult struct {
+	TenantID string
+	Checked  int64 // events read
+	LastSeq  int64
+	LastHash string
+	Problem  *Problem
+}
+
+// OK reports whether no problem was found.
+func (r VerifyResult) OK() bool { return r.Problem == nil }
+
+// errStop ends the walk once the first problem is found.
+var errStop = errors.New("stop")
+
+// Verify walks the tenant's chain in Seq order and reports the first problem
+// in the result. The error is only for failures to read the chain; a broken
+// chain is a result, not an error.
+func Verify(ctx context.Context, store EventStore, tenantID string) (VerifyResult, error) {
+	res := VerifyResult{TenantID: tenantID}
+	var prev *Event
+	err := store.Chain(ctx, tenantID, func(e Event) error {
+		res.Checked++
+		if p := check(prev, e); p != nil {
+			res.Problem = p
+			return errStop
+		}
+		prev = &e
+		res.LastSeq, res.LastHash = e.Seq, e.Hash
+		return nil
+	})
+	if err != nil && !errors.Is(err, errStop) {
+		return res, fmt.Errorf("verify chain of tenant %q: %w", tenantID, err)
+	}
+	return res, nil
+}
+
+// check compares e with its predecessor in Seq order (nil for the first).
+// Order matters: a sequence break explains a hash-link break that follows
+// from it, and a changed event explains nothing about its neighbours.
+func check(prev *Event, e Event) *Problem {
+	want, prevHash := int64(1), ""
+	if prev != nil {
+		want, prevHash = prev.Seq+1, prev.Hash
+	}
+	switch {
+	case prev != nil && e.Seq == prev.Seq:
+		return &Problem{ProblemInserted, e.ID, e.Seq, fmt.Sprintf(
+			"seq %d occurs twice: events %s and %s; one of them was inserted", e.Seq, prev.ID, e.ID)}
+	case prev != nil && e.Seq < prev.Seq:
+		// Only a store that breaks the Chain contract gets here.
+		return &Problem{ProblemInserted, e.ID, e.Seq, fmt.Sprintf(
+			"event %s with seq %d comes after seq %d: chain is out of order", e.ID, e.Seq, prev.Seq)}
+	case e.Seq < want:
+		return &Problem{ProblemInserted, e.ID, e.Seq, fmt.Sprintf(
+			"event %s has invalid seq %d; chains start at 1", e.ID, e.Seq)}
+	case e.Seq > want:
+		return &Problem{ProblemRemoved, e.ID, e.Seq, fmt.Sprintf(
+			"%s missing before event %s (seq %d)%s", seqRange(want, e.Seq-1), e.ID, e.Seq, after(prev))}
+	}
+	if got := e.ComputeHash(); got != e.Hash {
+		return &Problem{ProblemChanged, e.ID, e.Seq, fmt.Sprintf(
+			"event %s (seq %d) was changed: stored hash %s, content hashes to %s", e.ID, e.Seq, e.Hash, got)}
+	}
+	if e.PrevHash != prevHash {
+		if prev == nil {
+			return &Problem{ProblemInserted, e.ID, e.Seq, fmt.Sprintf(
+				"event %s (seq 1) has prev hash %q, but the first event links to nothing", e.ID, e.PrevHash)}
+		}
+		return &Problem{ProblemInserted, e.ID, e.Seq, fmt.Sprintf(
+			"event %s (seq %d) links to prev hash %s, but its predecessor %s (seq %d) has hash %s: "+
+				"an event was inserted or replaced between them", e.ID, e.Seq, e.PrevHash, prev.ID, prev.Seq, prev.Hash)}
+	}
+	return nil
+}
+
+func seqRange(from, to int64) string {
+	if from == to {
+		return fmt.Sprintf("seq %d is", from)
+	}
+	return fmt.Sprintf("seq %d to %d are", from, to)
+}
+
+func after(prev *Event) string {
+	if prev == nil {
+		return ""
+	}
+	return fmt.Sprintf(", after event %s (seq %d)", prev.ID, prev.Seq)
+}
