@@ -129,3 +129,37 @@ func (s Settings) Validate() error {
 	}
 	return nil
 }
+
+// Delivery is how a person wants letters from the Kasse (seed 004:
+// "bevorzugte Versandart").
+type Delivery string
+
+const (
+	DeliveryPost   Delivery = "post"
+	DeliveryOnline Delivery = "online"
+)
+
+// Person is an insured person as the Kasse knows them, with or without a
+// portal account. Einmal-PIN letters go to this address.
+type Person struct {
+	ID            string
+	TenantID      string
+	KVNR          string
+	GivenName     string
+	FamilyName    string
+	Street        string
+	PostalCode    string
+	City          string
+	BirthDate     string    // YYYY-MM-DD
+	EGKValidUntil time.Time // zero: unknown
+	Email         string
+	Delivery      Delivery
+	CreatedAt     time.Time
+}
+
+// ErrNotFound is returned for a Kasse or person that does not exist (or
+// belongs to another tenant).
+var ErrNotFound = errors.New("not found")
+
+// ErrExists is returned when a record with the same key already exists.
+var ErrExists = errors.New("already exists")

@@ -1,0 +1,27 @@
+//go:build integration
+
+package postgres
+
+import (
+	"context"
+	"testing"
+
+	"postbox/storage/sqldb"
+	"postbox/storage/storagetest"
+)
+
+func TestContract(t *testing.T) {
+	dsn := storagetest.Service(t, "POSTBOX_TEST_PG_DSN")
+	storagetest.TestSQLStore(t, func(t *testing.T) (*sqldb.Store, []sqldb.Migration) {
+		s, err := Open(context.Background(), dsn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		ms, err := sqldb.Migrations(nil, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s, ms
+	})
+}

@@ -1,0 +1,117 @@
+package sqldb
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/google/uuid"
+
+	"postbox/audit"
+)
+
+// RecordEvent appends an audit event to the outbox in this transaction and
+// links it into the tenant's hash chain. The chain head row is locked for the
+// rest of the transaction, so concurrent writers of one tenant queue up
+// instead of forking the chain.
+func (t *Tx) RecordEvent(ctx context.Context, e audit.Event) (audit.Event, error) {
+	if e.ID == "" {
+		id, err := uuid.NewV7()
+		if err != nil {
+			return e, fmt.Errorf("event id: %w", err)
+		}
+		e.ID = id.String()
+	}
+	if e.Time.IsZero() {
+		e.Time = t.Now()
+	}
+	if e.Outcome == "" {
+		e.Outcome = audit.OutcomeSuccess
+	}
+	if e.Details == "" {
+		e.Details = "{}"
+	}
+	if _, err := t.exec(ctx, `INSERT INTO audit_chain_heads (tenant_id, seq, hash) VALUES ($1, 0, '') ON CONFLICT (tenant_id) DO NOTHING`, e.TenantID); err != nil {
+		return e, fmt.Errorf("chain head: %w", err)
+	}
+	lock := ""
+	if t.s.dialect == Postgres {
+		lock = " FOR UPDATE"
+	}
+	var prev audit.Event
+	if err := t.queryRow(ctx, `SELECT seq, hash FROM audit_chain_heads WHERE tenant_id = $1`+lock, e.TenantID).Scan(&prev.Seq, &prev.Hash); err != nil {
+		return e, fmt.Errorf("chain head: %w", err)
+	}
+	var link *audit.Event
+	if prev.Seq > 0 {
+		link = &prev
+	}
+	e = audit.Link(link, e)
+	if _, err := t.exec(ctx, `INSERT INTO audit_outbox (id, tenant_id, seq, ts, actor_id, actor_role, type, subject_type, subject_id,
+		outcome, client_hash, request_id, details, prev_hash, hash)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)`,
+		e.ID, e.TenantID, e.Seq, micros(e.Time), e.ActorID, e.ActorRole, e.Type, e.SubjectType, e.SubjectID,
+		string(e.Outcome), e.ClientHash, e.RequestID, e.Details, e.PrevHash, e.Hash); err != nil {
+		return e, fmt.Errorf("insert audit event: %w", err)
+	}
+	if _, err := t.exec(ctx, `UPDATE audit_chain_heads SET seq = $1, hash = $2 WHERE tenant_id = $3`, e.Seq, e.Hash, e.TenantID); err != nil {
+		return e, fmt.Errorf("advance chain head: %w", err)
+	}
+	return e, nil
+}
+
+// PendingEvents returns up to limit events not yet shipped to the event store.
+func (s *Store) PendingEvents(ctx context.Context, limit int) ([]audit.Event, error) {
+	rows, err := s.db.QueryContext(ctx, s.rebind(`SELECT id, tenant_id, seq, ts, actor_id, actor_role, type, subject_type, subject_id,
+		outcome, client_hash, request_id, details, prev_hash, hash
+		FROM audit_outbox WHERE shipped_at IS NULL ORDER BY ts, id LIMIT $1`), limit)
+	if err != nil {
+		return nil, fmt.Errorf("pending events: %w", err)
+	}
+	defer rows.Close()
+	var out []audit.Event
+	for rows.Next() {
+		var (
+			e       audit.Event
+			ts      int64
+			outcome string
+		)
+		if err := rows.Scan(&e.ID, &e.TenantID, &e.Seq, &ts, &e.ActorID, &e.ActorRole, &e.Type, &e.SubjectType, &e.SubjectID,
+			&outcome, &e.ClientHash, &e.RequestID, &e.Details, &e.PrevHash, &e.Hash); err != nil {
+			return nil, err
+		}
+		e.Time, e.Outcome = fromMicros(ts), audit.Outcome(outcome)
+		out = append(out, e)
+	}
+	return out, rows.Err()
+}
+
+// MarkEventsShipped records that the event store has these events.
+func (s *Store) MarkEventsShipped(ctx context.Context, ids []string) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	args := make([]any, 0, len(ids)+1)
+	args = append(args, micros(s.now()))
+	marks := make([]string, len(ids))
+	for i, id := range ids {
+		args = append(args, id)
+		marks[i] = fmt.Sprintf("$%d", i+2)
+	}
+	_, err := s.db.ExecContext(ctx, s.rebind(`UPDATE audit_outbox SET shipped_at = $1 WHERE id IN (`+strings.Join(marks, ",")+`)`), args...)
+	if err != nil {
+		return fmt.Errorf("mark events shipped: %w", err)
+	}
+	return nil
+}
+
+// OutboxDepth counts audit events not yet shipped and mails not yet sent.
+func (s *Store) OutboxDepth(ctx context.Context) (events, mails int64, err error) {
+	err = s.db.QueryRowContext(ctx, `SELECT
+		(SELECT COUNT(*) FROM audit_outbox WHERE shipped_at IS NULL),
+		(SELECT COUNT(*) FROM mail_outbox WHERE status = 'pending')`).Scan(&events, &mails)
+	if err != nil {
+		err = fmt.Errorf("outbox depth: %w", err)
+	}
+	return events, mails, err
+}

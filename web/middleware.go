@@ -1,0 +1,139 @@
+package web
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"log/slog"
+	"regexp"
+	"strconv"
+	"time"
+
+	"github.com/gofiber/fiber/v2"
+)
+
+type ctxKey int
+
+const requestIDKey ctxKey = iota
+
+var validRequestID = regexp.MustCompile(`^[A-Za-z0-9._-]{8,64}$`)
+
+// requestID takes a well-formed X-Request-ID from a proxy or makes one, and
+// echoes it, so a user's report can be matched to logs and audit events.
+func (s *Server) requestID(c *fiber.Ctx) error {
+	id := c.Get(fiber.HeaderXRequestID)
+	if !validRequestID.MatchString(id) {
+		var b [12]byte
+		_, _ = rand.Read(b[:])
+		id = hex.EncodeToString(b[:])
+	}
+	c.Locals(requestIDKey, id)
+	c.Set(fiber.HeaderXRequestID, id)
+	return c.Next()
+}
+
+// RequestID returns the id of the current request.
+func RequestID(c *fiber.Ctx) string {
+	id, _ := c.Locals(requestIDKey).(string)
+	return id
+}
+
+// accessLog writes one JSON line per request. It logs the route pattern, not
+// the path or query, so ids, KVNRs or tokens in URLs never reach the logs;
+// no client address either (personal data).
+func (s *Server) accessLog(c *fiber.Ctx) error {
+	start := time.Now()
+	err := c.Next()
+	if err != nil {
+		// Let the error handler write the response now, so status is final.
+		if herr := s.handleError(c, err); herr != nil {
+			s.opts.Logger.Error("error handler failed", "err", herr)
+		}
+	}
+	route := c.Route().Path
+	status := c.Response().StatusCode()
+	d := time.Since(start)
+	s.metrics.observe(c.Method(), route, status, d)
+	level := slog.LevelInfo
+	if status >= 500 {
+		level = slog.LevelError
+	}
+	s.opts.Logger.LogAttrs(c.UserContext(), level, "request",
+		slog.String("request_id", RequestID(c)),
+		slog.String("method", c.Method()),
+		slog.String("route", route),
+		slog.Int("status", status),
+		slog.Float64("duration_ms", float64(d.Microseconds())/1000),
+		slog.Int("bytes_out", len(c.Response().Body())),
+	)
+	return nil
+}
+
+// securityHeaders are sent on every response: no inline script, no framing,
+// no referrer leaks, no MIME sniffing.
+func securityHeaders(hsts bool) fiber.Handler {
+	return func(c *fiber.Ctx) error {
+		c.Set("Content-Security-Policy", "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "+
+			"object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
+		c.Set("X-Content-Type-Options", "nosniff")
+		c.Set("X-Frame-Options", "DENY")
+		c.Set("Referrer-Policy", "no-referrer")
+		c.Set("Cross-Origin-Opener-Policy", "same-origin")
+		c.Set("Permissions-Policy", "camera=(), microphone=(), geolocation=()")
+		if hsts {
+			c.Set("Strict-Transport-Security", "max-age=63072000; includeSubDomains")
+		}
+		return c.Next()
+	}
+}
+
+// Problem is an RFC 9457 problem+json body. Detail is German: it is shown to
+// the user as is.
+type Problem struct {
+	Type      string `json:"type"`
+	Title     string `json:"title"`
+	Status    int    `json:"status"`
+	Detail    string `json:"detail,omitempty"`
+	RequestID string `json:"request_id,omitempty"`
+}
+
+// SendProblem writes a problem+json response.
+func SendProblem(c *fiber.Ctx, status int, typ, title, detail string) error {
+	c.Status(status)
+	c.Set(fiber.HeaderContentType, "application/problem+json")
+	return c.JSON(Problem{Type: "https://postbox.invalid/probleme/" + typ, Title: title, Status: status, Detail: detail, RequestID: RequestID(c)},
+		"application/problem+json")
+}
+
+// handleError turns any returned error into a problem+json answer without
+// leaking internals.
+func (s *Server) handleError(c *fiber.Ctx, err error) error {
+	var fe *fiber.Error
+	if errors.As(err, &fe) {
+		title := germanStatus(fe.Code)
+		return SendProblem(c, fe.Code, "http-"+strconv.Itoa(fe.Code), title, "")
+	}
+	s.opts.Logger.ErrorContext(c.UserContext(), "request failed", "request_id", RequestID(c), "err", err)
+	return SendProblem(c, fiber.StatusInternalServerError, "interner-fehler", "Interner Fehler",
+		"Bei der Verarbeitung ist ein Fehler aufgetreten. Bitte versuchen Sie es später erneut und nennen Sie bei Rückfragen die Vorgangsnummer "+RequestID(c)+".")
+}
+
+func germanStatus(code int) string {
+	switch code {
+	case fiber.StatusNotFound:
+		return "Nicht gefunden"
+	case fiber.StatusMethodNotAllowed:
+		return "Methode nicht erlaubt"
+	case fiber.StatusRequestEntityTooLarge:
+		return "Anfrage zu groß"
+	case fiber.StatusBadRequest:
+		return "Ungültige Anfrage"
+	case fiber.StatusForbidden:
+		return "Keine Berechtigung"
+	case fiber.StatusUnauthorized:
+		return "Anmeldung erforderlich"
+	case fiber.StatusTooManyRequests:
+		return "Zu viele Anfragen"
+	}
+	return "Fehler"
+}

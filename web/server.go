@@ -1,0 +1,151 @@
+// Package web is the Fiber application: routes, middleware, the German pages
+// and the JSON API. It translates HTTP to calls of the domain packages and
+// knows no storage driver.
+package web
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/gofiber/fiber/v2"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Check is one dependency probed by /readyz.
+type Check struct {
+	Name string // e.g. "postgres", "minio", "clickhouse", "smtp"
+	Ping func(ctx context.Context) error
+}
+
+// Options configure the server.
+type Options struct {
+	Checks   []Check
+	Registry *prometheus.Registry // /metrics serves this registry
+	Logger   *slog.Logger
+	// BodyLimit caps request bodies that are read whole (forms, JSON).
+	// Upload bodies stream and are limited by the tenant's file size rule.
+	BodyLimit int
+	HSTS      bool // only sent when the portal is served over https
+}
+
+// Server is the HTTP side of postbox.
+type Server struct {
+	app     *fiber.App
+	opts    Options
+	metrics *httpMetrics
+}
+
+// New builds the Fiber app with middleware and the operational routes.
+func New(opts Options) *Server {
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.BodyLimit == 0 {
+		opts.BodyLimit = 1 << 20
+	}
+	if opts.Registry == nil {
+		opts.Registry = prometheus.NewRegistry()
+	}
+	s := &Server{opts: opts, metrics: newHTTPMetrics(opts.Registry)}
+	s.app = fiber.New(fiber.Config{
+		AppName:               "postbox",
+		DisableStartupMessage: true,
+		// Uploads arrive as streams; nothing reads a whole upload into memory.
+		StreamRequestBody: true,
+		BodyLimit:         opts.BodyLimit,
+		ReadTimeout:       5 * time.Minute,
+		WriteTimeout:      5 * time.Minute,
+		IdleTimeout:       2 * time.Minute,
+		ErrorHandler:      s.handleError,
+		// The portal sits behind a reverse proxy in production; the client
+		// address is only ever stored as a keyed hash.
+		ProxyHeader: "",
+	})
+	s.app.Use(s.requestID, s.accessLog, securityHeaders(opts.HSTS))
+	s.app.Get("/healthz", s.healthz)
+	s.app.Get("/readyz", s.readyz)
+	s.app.Get("/metrics", s.metricsHandler())
+	s.app.Get("/", s.home)
+	return s
+}
+
+// App exposes the Fiber app so feature packages can mount their routes and
+// tests can call app.Test.
+func (s *Server) App() *fiber.App { return s.app }
+
+// Serve accepts connections on ln until Shutdown.
+func (s *Server) Serve(ln net.Listener) error { return s.app.Listener(ln) }
+
+// Shutdown stops accepting connections and waits for in-flight requests
+// until ctx ends.
+func (s *Server) Shutdown(ctx context.Context) error {
+	return s.app.ShutdownWithContext(ctx)
+}
+
+func (s *Server) healthz(c *fiber.Ctx) error {
+	return c.JSON(fiber.Map{"status": "ok"})
+}
+
+// readyz probes every dependency in parallel with a short timeout and names
+// each one that is down.
+func (s *Server) readyz(c *fiber.Ctx) error {
+	ctx, cancel := context.WithTimeout(c.UserContext(), 3*time.Second)
+	defer cancel()
+	type result struct {
+		Name   string `json:"name"`
+		Status string `json:"status"`
+		Error  string `json:"error,omitempty"`
+	}
+	results := make([]result, len(s.opts.Checks))
+	var wg sync.WaitGroup
+	for i, chk := range s.opts.Checks {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r := result{Name: chk.Name, Status: "up"}
+			if err := chk.Ping(ctx); err != nil {
+				r.Status, r.Error = "down", errorSummary(err)
+			}
+			results[i] = r
+		}()
+	}
+	wg.Wait()
+	var down []string
+	for _, r := range results {
+		if r.Status != "up" {
+			down = append(down, r.Name)
+		}
+	}
+	sort.Strings(down)
+	status, code := "ready", fiber.StatusOK
+	if len(down) > 0 {
+		status, code = "not ready", fiber.StatusServiceUnavailable
+	}
+	return c.Status(code).JSON(fiber.Map{"status": status, "down": down, "checks": results})
+}
+
+// errorSummary keeps a dependency error short; it never contains request data.
+func errorSummary(err error) string {
+	if errors.Is(err, context.DeadlineExceeded) {
+		return "timeout"
+	}
+	msg := err.Error()
+	if len(msg) > 200 {
+		msg = msg[:200] + "…"
+	}
+	return msg
+}
+
+func (s *Server) home(c *fiber.Ctx) error {
+	c.Set(fiber.HeaderContentType, "text/html; charset=utf-8")
+	return c.SendString(`<!doctype html><html lang="de"><head><meta charset="utf-8">` +
+		`<meta name="viewport" content="width=device-width, initial-scale=1"><title>Postfach</title></head>` +
+		`<body><main><h1>Postfach Ihrer Krankenkasse</h1>` +
+		`<p>Hier können Sie Dokumente mit Ihrer Einmal-PIN sicher hochladen und Nachrichten Ihrer Krankenkasse lesen.</p>` +
+		`</main></body></html>`)
+}
