@@ -115,7 +115,7 @@ func (s *Server) readyz(c *fiber.Ctx) error {
 		}()
 	}
 	wg.Wait()
-	var down []string
+	down := []string{}
 	for _, r := range results {
 		if r.Status != "up" {
 			down = append(down, r.Name)

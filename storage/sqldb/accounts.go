@@ -53,3 +53,15 @@ func (s *Store) AccountByUsername(ctx context.Context, tenantID, username string
 	a.Role, a.Status, a.PersonID, a.CreatedAt = auth.Role(role), auth.AccountStatus(status), person.String, fromMicros(created)
 	return a, nil
 }
+
+// SetPasswordHash replaces an account's password hash.
+func (t *Tx) SetPasswordHash(ctx context.Context, tenantID, accountID, hash string) error {
+	res, err := t.exec(ctx, `UPDATE accounts SET password_hash = $1 WHERE tenant_id = $2 AND id = $3`, hash, tenantID, accountID)
+	if err != nil {
+		return fmt.Errorf("set password: %w", err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return auth.ErrAccountNotFound
+	}
+	return nil
+}

@@ -2,6 +2,8 @@ package sqldb
 
 import (
 	"context"
+	"database/sql"
+	"errors"
 	"fmt"
 	"strings"
 
@@ -114,4 +116,21 @@ func (s *Store) OutboxDepth(ctx context.Context) (events, mails int64, err error
 		err = fmt.Errorf("outbox depth: %w", err)
 	}
 	return events, mails, err
+}
+
+// ChainHead returns the last seq and hash recorded for a tenant's chain
+// (0, "" when the tenant has no events yet).
+func (s *Store) ChainHead(ctx context.Context, tenantID string) (int64, string, error) {
+	var (
+		seq  int64
+		hash string
+	)
+	err := s.db.QueryRowContext(ctx, s.rebind(`SELECT seq, hash FROM audit_chain_heads WHERE tenant_id = $1`), tenantID).Scan(&seq, &hash)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, "", nil
+	}
+	if err != nil {
+		return 0, "", fmt.Errorf("chain head: %w", err)
+	}
+	return seq, hash, nil
 }

@@ -9,6 +9,7 @@ import (
 	"embed"
 	"fmt"
 	"net/url"
+	"os"
 
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
 
@@ -26,6 +27,10 @@ func Migrations() ([]sqldb.Migration, error) { return sqldb.Migrations(migration
 // take the write lock up front so two writers wait instead of failing with
 // SQLITE_BUSY halfway through.
 func Open(ctx context.Context, path string) (*sqldb.Store, error) {
+	// The file holds personal data: create it readable by the service only.
+	if f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o600); err == nil {
+		f.Close()
+	}
 	q := url.Values{}
 	for _, p := range []string{"journal_mode(WAL)", "busy_timeout(10000)", "foreign_keys(1)", "synchronous(NORMAL)"} {
 		q.Add("_pragma", p)

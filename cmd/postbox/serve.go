@@ -1,0 +1,189 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"postbox/audit"
+	"postbox/web"
+)
+
+func cmdServe(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	var demo bool
+	cfg, _, err := parseConfig("serve", args, getenv, func(fs *flag.FlagSet) {
+		fs.BoolVar(&demo, "demo", false, "create a demo Kasse with one account per role and print their logins and an Einmal-PIN")
+	})
+	if err != nil {
+		return err
+	}
+	log := newLogger(stderr, cfg.LogLevel)
+	slog.SetDefault(log)
+	// Bind first: a taken port is a start-up error, not a late one.
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return &ConfigError{Env: "POSTBOX_LISTEN", Flag: "listen", Value: cfg.Listen, Problem: err.Error()}
+	}
+	defer ln.Close()
+	a, err := openApp(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	defer a.Close()
+
+	if demo {
+		d, err := seedDemo(ctx, a)
+		if err != nil {
+			return fmt.Errorf("demo: %w", err)
+		}
+		d.print(stdout, cfg.BaseURL)
+	}
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	registerOutboxMetrics(reg, a)
+	srv := web.New(web.Options{Checks: a.checks, Registry: reg, Logger: log, HSTS: strings.HasPrefix(cfg.BaseURL, "https://")})
+
+	workCtx, stopWork := context.WithCancel(context.Background())
+	var workers sync.WaitGroup
+	workers.Add(1)
+	go func() {
+		defer workers.Done()
+		(&audit.Shipper{Outbox: a.db, Store: a.events, Interval: cfg.EventShipInterval, Logger: log}).Run(workCtx)
+	}()
+
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ln) }()
+	log.Info("postbox listening", "addr", ln.Addr().String(), "base_url", cfg.BaseURL, "backends", backendNames(a))
+
+	select {
+	case err := <-serveErr:
+		stopWork()
+		workers.Wait()
+		return err
+	case <-ctx.Done():
+	}
+	log.Info("shutting down: finishing in-flight requests", "timeout", cfg.ShutdownTimeout.String())
+	shutCtx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+	defer cancel()
+	err = srv.Shutdown(shutCtx)
+	stopWork()
+	workers.Wait()
+	if err != nil && !errors.Is(err, context.Canceled) {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	log.Info("stopped")
+	return nil
+}
+
+func backendNames(a *app) []string {
+	names := make([]string, len(a.checks))
+	for i, c := range a.checks {
+		names[i] = c.Name
+	}
+	return names
+}
+
+// registerOutboxMetrics exposes how much waits in the outboxes; a growing
+// number means ClickHouse or SMTP is down.
+func registerOutboxMetrics(reg *prometheus.Registry, a *app) {
+	depth := func(which string) func() float64 {
+		return func() float64 {
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			defer cancel()
+			ev, mails, err := a.db.OutboxDepth(ctx)
+			if err != nil {
+				return -1
+			}
+			if which == "events" {
+				return float64(ev)
+			}
+			return float64(mails)
+		}
+	}
+	for _, which := range []string{"events", "mails"} {
+		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "postbox_outbox_depth", Help: "Entries waiting in an outbox (audit events to ship, mails to send).",
+			ConstLabels: prometheus.Labels{"outbox": which},
+		}, depth(which)))
+	}
+}
+
+func cmdMigrate(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
+	cfg, _, err := parseConfig("migrate", args, getenv, nil)
+	if err != nil {
+		return err
+	}
+	// openApp applies the SQL migrations and the ClickHouse schema.
+	a, err := openApp(ctx, cfg, newLogger(io.Discard, cfg.LogLevel))
+	if err != nil {
+		return err
+	}
+	defer a.Close()
+	v, err := a.db.SchemaVersion(ctx)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "database schema at version %d (%s)\n", v, a.db.Dialect())
+	return nil
+}
+
+func cmdAudit(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
+	if len(args) == 0 || args[0] != "verify" {
+		return errors.New(`usage: postbox audit verify --kasse ID`)
+	}
+	var kasseID string
+	cfg, _, err := parseConfig("audit verify", args[1:], getenv, func(fs *flag.FlagSet) {
+		fs.StringVar(&kasseID, "kasse", "", "Kasse (tenant) id")
+	})
+	if err != nil {
+		return err
+	}
+	if kasseID == "" {
+		return errors.New("audit verify: --kasse is required")
+	}
+	a, err := openApp(ctx, cfg, newLogger(io.Discard, cfg.LogLevel))
+	if err != nil {
+		return err
+	}
+	defer a.Close()
+	// Ship what waits first, so the check covers every committed event.
+	sh := &audit.Shipper{Outbox: a.db, Store: a.events}
+	for {
+		n, err := sh.ShipOnce(ctx)
+		if err != nil {
+			return fmt.Errorf("ship pending events: %w", err)
+		}
+		if n == 0 {
+			break
+		}
+	}
+	res, err := audit.Verify(ctx, a.events, kasseID)
+	if err != nil {
+		return err
+	}
+	if !res.OK() {
+		return fmt.Errorf("audit chain of %s is broken: %s", kasseID, res.Problem.String())
+	}
+	// The head in the transactional database anchors the end of the chain, so
+	// events removed from the end are found too.
+	seq, hash, err := a.db.ChainHead(ctx, kasseID)
+	if err != nil {
+		return err
+	}
+	if res.LastSeq != seq || res.LastHash != hash {
+		return fmt.Errorf("audit chain of %s is broken: event store ends at seq %d, the database recorded seq %d: events at the end were removed", kasseID, res.LastSeq, seq)
+	}
+	fmt.Fprintf(stdout, "audit chain of %s intact: %d events\n", kasseID, res.Checked)
+	return nil
+}
