@@ -289,18 +289,19 @@ func decodeKey(v string) ([]byte, error) {
 	return nil, errors.New("must be 32 bytes, hex (64 characters) or base64 encoded")
 }
 
-// redact hides passwords in a connection string before it is shown.
+// redact hides the password of a URL-like value ("scheme://user:pass@host")
+// and any other secret entirely.
 func redact(s, secretish string) string {
-	if u, err := url.Parse(secretish); err == nil && u.User != nil {
-		if p, ok := u.User.Password(); ok && p != "" {
-			return strings.ReplaceAll(s, p, "***")
-		}
+	if m := urlPassword.FindStringSubmatch(secretish); m != nil && m[1] != "" {
+		return strings.ReplaceAll(s, m[1], "***")
 	}
 	if strings.Contains(secretish, "://") {
 		return s
 	}
 	return "***"
 }
+
+var urlPassword = regexp.MustCompile(`://[^:/@]*:([^@]*)@`)
 
 // configTable renders the settings as the README's Markdown table, so the
 // documentation is generated from the code that parses it.
