@@ -185,6 +185,67 @@ func TestSQLStore(t *testing.T, newStore func(t *testing.T) (*sqldb.Store, []sql
 		}
 	})
 
+	t.Run("vorgang: one per idempotency key, status model enforced, per tenant", func(t *testing.T) {
+		s, _ := newStore(t)
+		a, b := newKasse(), newKasse()
+		p := kasse.Person{ID: uuid.NewString(), TenantID: a.ID, KVNR: kasse.CompleteKVNR("V12345678"), GivenName: "Max", FamilyName: "Muster"}
+		mustTx(t, s, func(tx *sqldb.Tx) error {
+			for _, k := range []kasse.Kasse{a, b} {
+				if err := tx.CreateKasse(ctx, k); err != nil {
+					return err
+				}
+			}
+			return tx.CreatePerson(ctx, p)
+		})
+		var first, second audit.Vorgang
+		var created1, created2 bool
+		for i, dst := range []*audit.Vorgang{&first, &second} {
+			mustTx(t, s, func(tx *sqldb.Tx) error {
+				v, created, err := tx.CreateVorgang(ctx, audit.Vorgang{TenantID: a.ID, PersonID: p.ID, Type: "krankengeld", Title: "AU-Bescheinigung"}, "draft-1", "actor")
+				*dst = v
+				if i == 0 {
+					created1 = created
+				} else {
+					created2 = created
+				}
+				return err
+			})
+		}
+		if !created1 || created2 || first.ID != second.ID {
+			t.Fatalf("same key made two Vorgänge or none: %v/%v %s %s", created1, created2, first.ID, second.ID)
+		}
+		list, err := s.VorgaengeOfPerson(ctx, a.ID, p.ID)
+		if err != nil || len(list) != 1 || list[0].Status != audit.StatusEingegangen {
+			t.Fatalf("VorgaengeOfPerson = %+v, %v", list, err)
+		}
+		err = s.InTx(ctx, func(tx *sqldb.Tx) error {
+			_, err := tx.ChangeVorgangStatus(ctx, a.ID, first.ID, audit.StatusAbgeschlossen, "zu früh", "cw")
+			return err
+		})
+		if !errors.Is(err, audit.ErrTransition) {
+			t.Fatalf("forbidden transition: err = %v", err)
+		}
+		mustTx(t, s, func(tx *sqldb.Tx) error {
+			_, err := tx.ChangeVorgangStatus(ctx, a.ID, first.ID, audit.StatusInBearbeitung, "Unterlagen vollständig", "cw")
+			return err
+		})
+		err = s.InTx(ctx, func(tx *sqldb.Tx) error {
+			_, err := tx.ChangeVorgangStatus(ctx, b.ID, first.ID, audit.StatusRueckfrage, "fremd", "cw")
+			return err
+		})
+		if !errors.Is(err, sqldb.ErrVorgangNotFound) {
+			t.Fatalf("status change across tenants: err = %v", err)
+		}
+		if _, err := s.Vorgang(ctx, b.ID, first.ID); !errors.Is(err, sqldb.ErrVorgangNotFound) {
+			t.Fatalf("vorgang visible to other tenant: %v", err)
+		}
+		tl, err := s.VorgangTimeline(ctx, a.ID, first.ID)
+		if err != nil || len(tl) != 2 || tl[0].To != audit.StatusEingegangen || tl[1].From != audit.StatusEingegangen ||
+			tl[1].To != audit.StatusInBearbeitung || tl[1].Reason != "Unterlagen vollständig" {
+			t.Fatalf("timeline = %+v, %v", tl, err)
+		}
+	})
+
 	t.Run("concurrent writers of one tenant do not fork the chain", func(t *testing.T) {
 		s, _ := newStore(t)
 		tenant := "t-" + uuid.NewString()[:8]
