@@ -56,3 +56,5 @@ var ErrAccountNotFound = errors.New("account not found")
 
 // ErrAccountExists is returned when the username is taken in the tenant.
 var ErrAccountExists = errors.New("account exists")
+
+func (r Role) String() string { return string(r) }

@@ -17,6 +17,7 @@ import (
 	"golang.org/x/crypto/hkdf"
 
 	"postbox/audit"
+	"postbox/auth"
 	"postbox/intake"
 	"postbox/notifier"
 	"postbox/storage/clickhouse"
@@ -37,6 +38,7 @@ type app struct {
 	events  audit.EventStore
 	mail    notifier.Sender
 	keys    keys
+	auth    *auth.Service // set by serve (newAuthService)
 	checks  []web.Check
 	closers []func() error
 }
@@ -45,6 +47,7 @@ type app struct {
 // of one derived key does not expose the others.
 type keys struct {
 	blob, pin, clientAddr []byte
+	auth                  []byte // auth: code/token hashes, TOTP secret sealing
 }
 
 func deriveKeys(master []byte) keys {
@@ -55,7 +58,7 @@ func deriveKeys(master []byte) keys {
 		}
 		return k
 	}
-	return keys{blob: derive("blob-encryption"), pin: derive("einmal-pin"), clientAddr: derive("client-address")}
+	return keys{blob: derive("blob-encryption"), pin: derive("einmal-pin"), clientAddr: derive("client-address"), auth: derive("auth")}
 }
 
 // masterKey returns the configured key, or the one generated into the data

@@ -47,6 +47,8 @@ type Config struct {
 	MailFrom     string
 
 	EventShipInterval time.Duration
+
+	SMSGatewayURL string // http(s) URL the mTAN SMS are POSTed to; empty: files in DataDir/sms
 }
 
 // setting is one row of the configuration table: a flag, its environment
@@ -183,6 +185,17 @@ func settings() []setting {
 			d, err := positiveDuration(v)
 			c.EventShipInterval = d
 			return err
+		}},
+		{"sms-gateway-url", "POSTBOX_SMS_GATEWAY_URL", "", "URL the mTAN SMS are POSTed to as JSON {to, text}; empty: written as files to DATA_DIR/sms", func(c *Config, v string) error {
+			c.SMSGatewayURL = v
+			if v == "" {
+				return nil
+			}
+			u, err := url.Parse(v)
+			if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+				return errors.New("must be an absolute http(s) URL such as https://sms.example.de/send")
+			}
+			return nil
 		}},
 	}
 }

@@ -40,6 +40,9 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 		return err
 	}
 	defer a.Close()
+	if a.auth, err = newAuthService(a); err != nil {
+		return err
+	}
 
 	if demo {
 		d, err := seedDemo(ctx, a)
@@ -53,6 +56,7 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	registerOutboxMetrics(reg, a)
 	srv := web.New(web.Options{Checks: a.checks, Registry: reg, Logger: log, HSTS: strings.HasPrefix(cfg.BaseURL, "https://")})
+	srv.UseSessions(a.auth, web.SessionOptions{Secure: cfg.SecureCookies}) // before every route that needs a login
 
 	workCtx, stopWork := context.WithCancel(context.Background())
 	var workers sync.WaitGroup

@@ -1,0 +1,123 @@
+package auth
+
+import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"io"
+	"log/slog"
+	"time"
+
+	"golang.org/x/crypto/hkdf"
+)
+
+// Options configure the auth service. Key and ClientAddrKey are required.
+type Options struct {
+	// Argon2 are the cost parameters for passwords and security answers.
+	Argon2 Argon2Params
+	// Key (32 bytes, from the master key) derives the keys for code hashes
+	// and for sealing TOTP secrets.
+	Key []byte
+	// ClientAddrKey hashes client addresses for rate limits and audit events.
+	ClientAddrKey []byte
+
+	// SessionIdle ends a session after this long without a request (30 min).
+	SessionIdle time.Duration
+	// SessionAbsolute ends a session this long after login at the latest (12 h).
+	SessionAbsolute time.Duration
+	// LoginStepLifetime is how long an unfinished login may wait for its
+	// next step (second factor, security question, consent): 10 min.
+	LoginStepLifetime time.Duration
+	// StepUpWindow is how fresh a security code must be for changes of
+	// personal data, contact data or devices (seed 000): 5 min.
+	StepUpWindow time.Duration
+
+	SMS     SMSGateway
+	Letters LetterSink
+	// BaseURL is the public portal address used in links of mails.
+	BaseURL string
+	// Issuer is shown in authenticator apps.
+	Issuer string
+	Logger *slog.Logger
+}
+
+// Service implements accounts, login, sessions and second factors on a Store.
+type Service struct {
+	store Store
+	opts  Options
+	// derived keys, each for one purpose
+	codeKey, tokenKey, sealKey []byte
+	dummyHash                  string
+}
+
+// NewService checks the options and fills defaults.
+func NewService(store Store, opts Options) (*Service, error) {
+	if len(opts.Key) < 32 || len(opts.ClientAddrKey) < 32 {
+		return nil, errors.New("auth: Key and ClientAddrKey must be 32 bytes")
+	}
+	if opts.Argon2.MemoryKiB == 0 {
+		opts.Argon2 = DefaultArgon2
+	}
+	if opts.SessionIdle <= 0 {
+		opts.SessionIdle = 30 * time.Minute
+	}
+	if opts.SessionAbsolute <= 0 {
+		opts.SessionAbsolute = 12 * time.Hour
+	}
+	if opts.LoginStepLifetime <= 0 {
+		opts.LoginStepLifetime = 10 * time.Minute
+	}
+	if opts.StepUpWindow <= 0 {
+		opts.StepUpWindow = 5 * time.Minute
+	}
+	if opts.Issuer == "" {
+		opts.Issuer = "Postfach"
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	s := &Service{store: store, opts: opts,
+		codeKey: derive(opts.Key, "auth/code-hash"), tokenKey: derive(opts.Key, "auth/token-hash"), sealKey: derive(opts.Key, "auth/totp-seal")}
+	// Unknown usernames are checked against this hash, so they cost the same
+	// time as known ones and the answer does not tell which it was.
+	h, err := HashSecret("postbox-dummy-password", opts.Argon2)
+	if err != nil {
+		return nil, err
+	}
+	s.dummyHash = h
+	return s, nil
+}
+
+// Options returns the effective options (defaults filled in).
+func (s *Service) Options() Options { return s.opts }
+
+func derive(master []byte, purpose string) []byte {
+	k := make([]byte, 32)
+	if _, err := io.ReadFull(hkdf.New(sha256.New, master, nil, []byte("postbox/"+purpose)), k); err != nil {
+		panic(err) // cannot fail for 32 bytes
+	}
+	return k
+}
+
+// ClientHash is the keyed hash of a client address used in audit events and
+// rate limit buckets; the address itself is never stored.
+func (s *Service) ClientHash(addr string) string {
+	if addr == "" {
+		return ""
+	}
+	m := hmac.New(sha256.New, s.opts.ClientAddrKey)
+	m.Write([]byte(addr))
+	return hex.EncodeToString(m.Sum(nil))[:32]
+}
+
+// keyed returns hex HMAC-SHA256 of the parts under key, separated so that
+// ("ab","c") and ("a","bc") differ.
+func keyed(key []byte, parts ...string) string {
+	m := hmac.New(sha256.New, key)
+	for _, p := range parts {
+		m.Write([]byte(p))
+		m.Write([]byte{0})
+	}
+	return hex.EncodeToString(m.Sum(nil))
+}
