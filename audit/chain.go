@@ -138,6 +138,14 @@ func check(prev *Event, e Event) *Problem {
 		want, prevHash = prev.Seq+1, prev.Hash
 	}
 	switch {
+	case prev != nil && e.ID == prev.ID:
+		if e == *prev {
+			return &Problem{ProblemInserted, e.ID, e.Seq, fmt.Sprintf(
+				"event %s (seq %d) is returned twice: the store did not deduplicate", e.ID, e.Seq)}
+		}
+		return &Problem{ProblemInserted, e.ID, e.Seq, fmt.Sprintf(
+			"event %s is stored twice with different content (seq %d and %d): one copy was inserted or changed",
+			e.ID, prev.Seq, e.Seq)}
 	case prev != nil && e.Seq == prev.Seq:
 		return &Problem{ProblemInserted, e.ID, e.Seq, fmt.Sprintf(
 			"seq %d occurs twice: events %s and %s; one of them was inserted", e.Seq, prev.ID, e.ID)}

@@ -214,6 +214,16 @@ func TestVerify(t *testing.T) {
 			detail: []string{"seq 3 occurs twice", id(3), sample(99).ID},
 		},
 		{
+			name: "second copy of an event with other content",
+			events: func() []Event {
+				forged := c[2]
+				forged.Outcome = OutcomeDenied
+				return append(clone(c), forged)
+			},
+			kind: ProblemInserted, atID: id(3), atSeq: 3,
+			detail: []string{id(3), "stored twice"},
+		},
+		{
 			name: "inserted and later events renumbered",
 			events: func() []Event {
 				forged := Link(&c[1], sample(99)) // takes seq 3
