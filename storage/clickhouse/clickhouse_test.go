@@ -80,6 +80,10 @@ func TestOpenRejectsBadInput(t *testing.T) {
 			t.Errorf("Open(%q): err %v, want an error naming the address", addr, err)
 		}
 	}
+	// Port 1 on loopback refuses at once; the error must say where it tried.
+	if _, err := Open(ctx, "127.0.0.1:1", "postbox"); err == nil || !strings.Contains(err.Error(), "127.0.0.1:1") {
+		t.Errorf("Open of a closed port: err %v, want an error naming the address", err)
+	}
 	if _, err := Open(ctx, "127.0.0.1:9000", "x; DROP DATABASE y"); err == nil {
 		t.Error("Open accepted a database name that is not an identifier")
 	}
