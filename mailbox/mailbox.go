@@ -42,6 +42,27 @@ type Team struct {
 	CreatedAt time.Time
 }
 
+// Thread states.
+const (
+	StateOpen   = "open"
+	StateClosed = "closed"
+)
+
+// Channel says how a thread reaches its owner.
+type Channel string
+
+const (
+	// ChannelPostfach: shown in the owner's Postfach.
+	ChannelPostfach Channel = "postfach"
+	// ChannelPaper: a letter of the Kasse for a person whose preferred
+	// delivery is post. The Kasse keeps it and marks it for print; the
+	// owner does not see it online.
+	ChannelPaper Channel = "paper"
+)
+
+// PaperToPrint is the paper status of a letter waiting to be printed.
+const PaperToPrint = "to_print"
+
 // Thread is a conversation in a Postfach.
 type Thread struct {
 	ID            string
@@ -54,8 +75,17 @@ type Thread struct {
 	State         string // "open" or "closed"
 	AssignedTo    string
 	LegalHold     bool
+	Channel       Channel   // empty means ChannelPostfach
+	PaperStatus   string    // PaperToPrint for paper letters
+	ArchivedAt    time.Time // the owner moved it to the archive; zero: in the inbox
 	CreatedAt     time.Time
 	LastMessageAt time.Time
+
+	// Filled by reads, not stored on the thread.
+	Topic    string // the team's topic
+	TeamName string
+	Unread   int // messages towards the viewer that the viewer has not read
+	Messages int
 }
 
 // Message is immutable once stored.
@@ -69,6 +99,7 @@ type Message struct {
 	Body            string
 	CreatedAt       time.Time
 	Attachments     []Attachment
+	Read            bool // filled by reads: the viewer has read it (own messages count as read)
 }
 
 // Attachment is a stored file of a message or a Vorgang.

@@ -62,3 +62,16 @@ func (d *EMLDir) Ping(ctx context.Context) error {
 	f.Close()
 	return os.Remove(f.Name())
 }
+
+// Delivered reports whether the mail with this Message-ID was written, so
+// a job interrupted after writing is not written again.
+func (d *EMLDir) Delivered(ctx context.Context, m Mail) (bool, error) {
+	_, err := os.Stat(d.Path(m.MessageID))
+	if err == nil {
+		return true, nil
+	}
+	if os.IsNotExist(err) {
+		return false, nil
+	}
+	return false, err
+}

@@ -13,6 +13,14 @@ const (
 	TemplateStatusChanged Template = "status_changed"
 )
 
+// Job states in the mail outbox.
+const (
+	StatusPending = "pending" // waiting for its next attempt
+	StatusSending = "sending" // claimed by a worker; the lease says until when
+	StatusSent    = "sent"    // the mail server accepted it
+	StatusFailed  = "failed"  // gave up after MaxAttempts or a permanent rejection
+)
+
 // Job is one queued notification in the mail outbox. It is written in the
 // same transaction as the change it announces.
 type Job struct {
@@ -21,11 +29,31 @@ type Job struct {
 	Recipient     string // e-mail address
 	Template      Template
 	Data          map[string]string // template values, never message content
-	MessageID     string            // stable Message-ID of the mail
-	Status        string            // pending, sent, failed
+	MessageID     string            // stable Message-ID of the mail, fixed at enqueue
+	Status        string            // pending, sending, sent, failed
 	Attempts      int
 	NextAttemptAt time.Time
 	CreatedAt     time.Time
 	SentAt        time.Time
 	LastError     string
+
+	// PersonID links a notification to the insured person it is for, so
+	// caseworkers can see failed notifications of their team's persons.
+	PersonID string
+
+	// CoalesceKey groups notifications that must not flood one recipient
+	// (e.g. "person:<id>"). While a job with the key is pending, a new one
+	// is folded into it; after one was sent, the next waits until
+	// CoalesceWindow has passed since. Empty: every job is its own mail.
+	CoalesceKey    string
+	CoalesceWindow time.Duration // not stored; read at enqueue
+	Coalesced      int           // how many later notifications were folded into this job
+
+	// Set by a claim: the token proves the claim when marking the job, the
+	// lease says when another worker may take it over, and Reclaimed says
+	// the previous claim ended without a result (a crash between send and
+	// commit, or a send that outlived its lease).
+	ClaimToken string
+	LeaseUntil time.Time
+	Reclaimed  bool
 }
