@@ -152,7 +152,7 @@ func openApp(ctx context.Context, cfg *Config, log *slog.Logger) (_ *app, err er
 
 	// Audit event store.
 	if cfg.ClickHouseAddr != "" {
-		ch, err := clickhouse.Open(ctx, cfg.ClickHouseAddr, cfg.ClickHouseDatabase)
+		ch, err := clickhouse.Open(ctx, cfg.ClickHouseAddr, cfg.ClickHouseDatabase, clickhouse.Lazy())
 		if err != nil {
 			return nil, fmt.Errorf("clickhouse (POSTBOX_CLICKHOUSE_ADDR %s): %w", cfg.ClickHouseAddr, err)
 		}

@@ -39,27 +39,31 @@ type demoData struct {
 // always works and nothing guessable is ever shipped.
 func seedDemo(ctx context.Context, a *app) (*demoData, error) {
 	d := &demoData{}
+	// Look before creating: on PostgreSQL a failed INSERT aborts the whole
+	// transaction, so "create, ignore ErrExists" would not work there.
+	_, kerr := a.db.Kasse(ctx, demoKasseID)
+	_, perr := a.db.PersonByKVNR(ctx, demoKasseID, kasse.CompleteKVNR("D12345678"))
 	err := a.db.InTx(ctx, func(tx *sqldb.Tx) error {
-		k := kasse.Kasse{ID: demoKasseID, Name: "Demo-Krankenkasse", PortalURL: a.cfg.BaseURL, Settings: kasse.DefaultSettings()}
-		switch err := tx.CreateKasse(ctx, k); {
-		case err == nil:
+		if errors.Is(kerr, kasse.ErrNotFound) {
+			k := kasse.Kasse{ID: demoKasseID, Name: "Demo-Krankenkasse", PortalURL: a.cfg.BaseURL, Settings: kasse.DefaultSettings()}
+			if err := tx.CreateKasse(ctx, k); err != nil {
+				return err
+			}
 			if _, err := tx.RecordEvent(ctx, audit.Event{TenantID: k.ID, ActorRole: "system", Type: "kasse.created", SubjectType: "kasse", SubjectID: k.ID}); err != nil {
 				return err
 			}
-		case errors.Is(err, kasse.ErrExists):
-		default:
-			return err
+		} else if kerr != nil {
+			return kerr
 		}
-		d.kasse = k
-		p := kasse.Person{
-			ID: uuid.NewString(), TenantID: k.ID, KVNR: kasse.CompleteKVNR("D12345678"),
-			GivenName: "Erika", FamilyName: "Mustermann", Street: "Musterstraße 1", PostalCode: "12345", City: "Musterstadt",
-			BirthDate: "1980-04-01", EGKValidUntil: tx.Now().AddDate(3, 0, 0), Email: "erika.mustermann@example.org", Delivery: kasse.DeliveryOnline,
+		if errors.Is(perr, kasse.ErrNotFound) {
+			p := kasse.Person{
+				ID: uuid.NewString(), TenantID: demoKasseID, KVNR: kasse.CompleteKVNR("D12345678"),
+				GivenName: "Erika", FamilyName: "Mustermann", Street: "Musterstraße 1", PostalCode: "12345", City: "Musterstadt",
+				BirthDate: "1980-04-01", EGKValidUntil: tx.Now().AddDate(3, 0, 0), Email: "erika.mustermann@example.org", Delivery: kasse.DeliveryOnline,
+			}
+			return tx.CreatePerson(ctx, p)
 		}
-		if err := tx.CreatePerson(ctx, p); err != nil && !errors.Is(err, kasse.ErrExists) {
-			return err
-		}
-		return nil
+		return perr
 	})
 	if err != nil {
 		return nil, err

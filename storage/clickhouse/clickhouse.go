@@ -36,6 +36,7 @@ type options struct {
 	user, password string
 	tls            *tls.Config
 	dialTimeout    time.Duration
+	lazy           bool
 }
 
 // Option configures Open.
@@ -48,6 +49,10 @@ func WithAuth(user, password string) Option {
 
 // WithTLS connects over TLS.
 func WithTLS(c *tls.Config) Option { return func(o *options) { o.tls = c } }
+
+// Lazy skips the ping in Open, so a service can start while ClickHouse is
+// down; the connection is made on first use (events wait in the outbox).
+func Lazy() Option { return func(o *options) { o.lazy = true } }
 
 // WithDialTimeout bounds connecting (default 5 s).
 func WithDialTimeout(d time.Duration) Option { return func(o *options) { o.dialTimeout = d } }
@@ -82,6 +87,9 @@ func Open(ctx context.Context, addr, database string, opts ...Option) (*Store, e
 	})
 	if err != nil {
 		return nil, fmt.Errorf("clickhouse %s: %w", addr, err)
+	}
+	if o.lazy {
+		return &Store{conn: conn, db: database, addr: addr}, nil
 	}
 	if err := conn.Ping(ctx); err != nil {
 		conn.Close()
