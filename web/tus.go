@@ -1,0 +1,168 @@
+package web
+
+import (
+	"io"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/gofiber/fiber/v2"
+
+	"postbox/intake"
+)
+
+// TusPath is where the tus upload endpoint is mounted.
+const TusPath = "/api/uploads"
+
+// maxDrain is how much of an unread request body is read and dropped so
+// the connection can serve the next request; beyond it the connection is
+// closed instead (an early refusal of a large chunk).
+const maxDrain = 1 << 20
+
+// TusOptions configure MountTus.
+type TusOptions struct {
+	// Before run ahead of the handler on every upload route (e.g. a
+	// middleware that sets the principal; the session middleware of
+	// UseSessions already runs for every route).
+	Before []fiber.Handler
+	// ClientHash returns the keyed hash of the client address for audit
+	// events; nil leaves it empty.
+	ClientHash func(c *fiber.Ctx) string
+}
+
+// MountTus serves tus 1.0.0 uploads at TusPath (collection) and
+// TusPath/:id, and GET TusPath as the caller's upload list (JSON).
+//
+// Every request needs a principal with a person (the Einmal-PIN login or
+// an insured person's session); otherwise 401. tus requests other than
+// OPTIONS must carry "Tus-Resumable: 1.0.0", a header a cross-site form or
+// a no-CORS fetch cannot send, and the session middleware's CSRF check
+// applies as well (tus-js-client: headers {"X-CSRF-Token": token}).
+func MountTus(r fiber.Router, h *intake.TusHandler, o TusOptions) {
+	handler := tusHandler(h, o)
+	for _, path := range []string{TusPath, TusPath + "/", TusPath + "/:id"} {
+		r.All(path, append(append([]fiber.Handler(nil), o.Before...), handler)...)
+	}
+}
+
+// uploadJSON is an upload as the upload page sees it.
+type uploadJSON struct {
+	ID         string    `json:"id"`
+	Filename   string    `json:"filename"`
+	Size       int64     `json:"size"` // -1 while the length is deferred
+	Offset     int64     `json:"offset"`
+	Type       string    `json:"type,omitempty"`
+	Status     string    `json:"status"`
+	ScanStatus string    `json:"scan_status,omitempty"`
+	SHA256     string    `json:"sha256,omitempty"`
+	CreatedAt  time.Time `json:"created_at"`
+	ExpiresAt  time.Time `json:"expires_at,omitzero"`
+}
+
+// countingReader counts what the handler read of the request body.
+type countingReader struct {
+	r   io.Reader
+	n   int64
+	eof bool
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	if c.r == nil {
+		c.eof = true
+		return 0, io.EOF
+	}
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	if err == io.EOF {
+		c.eof = true
+	}
+	return n, err
+}
+
+func tusHandler(h *intake.TusHandler, o TusOptions) fiber.Handler {
+	return func(c *fiber.Ctx) error {
+		method := c.Method()
+		if method == fiber.MethodPost {
+			// tus: clients that cannot send PATCH or DELETE say so here.
+			if m := strings.ToUpper(strings.TrimSpace(c.Get("X-HTTP-Method-Override"))); m != "" {
+				method = m
+			}
+		}
+		p, authenticated := PrincipalOf(c)
+		if method == fiber.MethodGet && c.Params("id") == "" {
+			if !authenticated || p.PersonID == "" {
+				return SendProblem(c, fiber.StatusUnauthorized, "anmeldung-erforderlich", "Anmeldung erforderlich",
+					"Bitte melden Sie sich mit Ihrer Krankenversichertennummer und Ihrer Einmal-PIN an.")
+			}
+			return listUploads(c, h)
+		}
+		cl := int64(c.Request().Header.ContentLength())
+		if cl == -2 { // no body at all (no Content-Length, not chunked)
+			cl = 0
+		}
+		body := &countingReader{r: c.Context().RequestBodyStream()}
+		req := &intake.TusRequest{
+			Method:        method,
+			ID:            c.Params("id"),
+			Header:        func(name string) string { return strings.Clone(c.Get(name)) },
+			Body:          body,
+			ContentLength: cl,
+			Principal:     p,
+			Authenticated: authenticated,
+			RequestID:     RequestID(c),
+		}
+		if o.ClientHash != nil {
+			req.ClientHash = o.ClientHash(c)
+		}
+		resp := h.Serve(c.UserContext(), req)
+		finishBody(c, body, cl)
+		for _, kv := range resp.Header {
+			c.Set(kv[0], kv[1])
+		}
+		if resp.Problem != nil {
+			return SendProblem(c, resp.Status, resp.Problem.Type, resp.Problem.Title, resp.Problem.Detail)
+		}
+		c.Status(resp.Status)
+		return nil
+	}
+}
+
+// finishBody makes sure the connection can go on: with streamed bodies,
+// unread bytes would be parsed as the next request. A small rest is
+// drained, a large one closes the connection after the answer.
+func finishBody(c *fiber.Ctx, body *countingReader, cl int64) {
+	if body.eof || (cl >= 0 && body.n >= cl) {
+		return
+	}
+	limit := int64(maxDrain)
+	if cl >= 0 {
+		if cl-body.n > maxDrain {
+			c.Context().SetConnectionClose()
+			return
+		}
+		limit = cl - body.n
+	}
+	n, err := io.Copy(io.Discard, io.LimitReader(body, limit+1))
+	if err != nil || (cl < 0 && !body.eof) || (cl >= 0 && n != limit) {
+		c.Context().SetConnectionClose()
+	}
+}
+
+func listUploads(c *fiber.Ctx, h *intake.TusHandler) error {
+	p, _ := PrincipalOf(c)
+	list, err := h.ListUploads(c.UserContext(), p)
+	if err != nil {
+		return err
+	}
+	out := make([]uploadJSON, 0, len(list))
+	for _, u := range list {
+		j := uploadJSON{ID: u.ID, Filename: u.Filename, Size: u.Length, Offset: u.Offset, Type: u.DetectedType,
+			Status: string(u.Status), ScanStatus: string(u.ScanStatus), SHA256: u.SHA256, CreatedAt: u.CreatedAt}
+		if u.Status != intake.StatusFinal {
+			j.ExpiresAt = u.ExpiresAt
+		}
+		out = append(out, j)
+	}
+	c.Set(fiber.HeaderCacheControl, "no-store")
+	return c.Status(http.StatusOK).JSON(fiber.Map{"uploads": out})
+}
