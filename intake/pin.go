@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"postbox/audit"
 )
 
 // pinAlphabet has no look-alikes: no 0/O, no 1/I/L. 31 symbols.
@@ -26,7 +28,9 @@ type EinmalPIN struct {
 	TenantID    string
 	PersonID    string
 	Hash        string
-	RequestText string // what the Kasse asks for, printed on the letter
+	RequestText string         // what the Kasse asks for, printed on the letter
+	CaseType    audit.CaseType // the Anliegen the letter is about
+	IssuedBy    string         // account id of the caseworker, "" for a batch
 	CreatedAt   time.Time
 	ExpiresAt   time.Time
 	UsedAt      time.Time
@@ -90,6 +94,33 @@ func (h PINHasher) Hash(tenantID, pin string) string {
 	m.Write([]byte{0})
 	m.Write([]byte(NormalizePIN(pin)))
 	return hex.EncodeToString(m.Sum(nil))
+}
+
+// SubjectHash is the keyed hash under which failed logins for a typed KVNR
+// are counted, whether or not a person with that KVNR exists; the domain
+// tag keeps it apart from PIN hashes.
+func (h PINHasher) SubjectHash(tenantID, kvnr string) string {
+	m := hmac.New(sha256.New, h.key)
+	m.Write([]byte("kvnr-login\x00"))
+	m.Write([]byte(tenantID))
+	m.Write([]byte{0})
+	m.Write([]byte(strings.ToUpper(strings.TrimSpace(kvnr))))
+	return hex.EncodeToString(m.Sum(nil))
+}
+
+// WellFormedPIN reports whether a normalised PIN has the length and the
+// alphabet of a PIN this service issues. A malformed entry is a typo that
+// any reader of the letter could see, so it is refused without costing a try.
+func WellFormedPIN(normalized string) bool {
+	if len(normalized) != PINLength {
+		return false
+	}
+	for i := 0; i < len(normalized); i++ {
+		if strings.IndexByte(pinAlphabet, normalized[i]) < 0 {
+			return false
+		}
+	}
+	return true
 }
 
 // Equal compares a typed PIN with a stored hash in constant time.

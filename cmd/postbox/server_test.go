@@ -14,7 +14,7 @@ import (
 func serverEnv(t *testing.T) map[string]string {
 	return map[string]string{
 		"POSTBOX_DATA_DIR":        t.TempDir(),
-		"POSTBOX_DATABASE_URL":    storagetest.Service(t, "POSTBOX_TEST_PG_DSN"),
+		"POSTBOX_DATABASE_URL":    storagetest.FreshPostgres(t),
 		"POSTBOX_S3_ENDPOINT":     storagetest.Service(t, "POSTBOX_TEST_MINIO_ENDPOINT"),
 		"POSTBOX_S3_ACCESS_KEY":   storagetest.Service(t, "POSTBOX_TEST_MINIO_ACCESS_KEY"),
 		"POSTBOX_S3_SECRET_KEY":   storagetest.Service(t, "POSTBOX_TEST_MINIO_SECRET_KEY"),

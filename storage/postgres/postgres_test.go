@@ -11,9 +11,8 @@ import (
 )
 
 func TestContract(t *testing.T) {
-	dsn := storagetest.Service(t, "POSTBOX_TEST_PG_DSN")
 	storagetest.TestSQLStore(t, func(t *testing.T) (*sqldb.Store, []sqldb.Migration) {
-		s, err := Open(context.Background(), dsn)
+		s, err := Open(context.Background(), storagetest.FreshPostgres(t))
 		if err != nil {
 			t.Fatal(err)
 		}
