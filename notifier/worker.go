@@ -23,16 +23,24 @@ import (
 // mark must present the token, so a worker whose lease ran out cannot
 // overwrite what the worker that took over did.
 type Outbox interface {
-	// ClaimMails takes up to limit jobs that are due (pending and
+	// ClaimMails takes up to c.Limit jobs that are due (pending and
 	// next_attempt_at reached) or whose lease ran out while sending, counts
-	// the attempt and leases them to token for lease.
-	ClaimMails(ctx context.Context, token string, lease time.Duration, limit int) ([]Job, error)
+	// the attempt and leases them to c.Token for c.Lease.
+	ClaimMails(ctx context.Context, c Claim) ([]Job, error)
 	// MarkMailSent records the server's acceptance.
 	MarkMailSent(ctx context.Context, id, token string) error
 	// RetryMail puts the job back to pending, due after delay.
 	RetryMail(ctx context.Context, id, token string, delay time.Duration, lastErr string) error
 	// FailMail gives up on the job and records ev in the same transaction.
 	FailMail(ctx context.Context, id, token, lastErr string, ev audit.Event) error
+}
+
+// Claim says which jobs a worker takes.
+type Claim struct {
+	Token   string
+	Lease   time.Duration
+	Limit   int
+	Tenants []string // only these tenants' jobs; empty: all
 }
 
 // ErrLeaseLost is returned by the Outbox marks when another worker has
@@ -63,6 +71,7 @@ type Worker struct {
 	Batch        int           // jobs per claim (default 50)
 	Concurrency  int           // parallel SMTP sessions (default 4)
 	PollInterval time.Duration // pause when nothing is due (default 1s)
+	Tenants      []string      // serve only these tenants (empty: all)
 	Logger       *slog.Logger
 
 	wakeOnce sync.Once
@@ -155,7 +164,7 @@ func (w *Worker) RunOnce(ctx context.Context) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	jobs, err := w.Outbox.ClaimMails(ctx, token, w.Lease, w.Batch)
+	jobs, err := w.Outbox.ClaimMails(ctx, Claim{Token: token, Lease: w.Lease, Limit: w.Batch, Tenants: w.Tenants})
 	if err != nil || len(jobs) == 0 {
 		return 0, err
 	}

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -104,19 +105,28 @@ func scanMail(row interface{ Scan(...any) error }) (notifier.Job, error) {
 // UPDATE SKIP LOCKED); SQLite has a single writer, so the statement is
 // exclusive by itself. A job whose lease ran out while "sending" is taken
 // again and marked reclaimed, so the worker asks the server first.
-func (s *Store) ClaimMails(ctx context.Context, token string, lease time.Duration, limit int) ([]notifier.Job, error) {
+func (s *Store) ClaimMails(ctx context.Context, c notifier.Claim) ([]notifier.Job, error) {
 	now := s.now()
 	lock := ""
 	if s.dialect == Postgres {
 		lock = " FOR UPDATE SKIP LOCKED"
 	}
+	a := args{c.Token, micros(now.Add(c.Lease)), micros(now), c.Limit}
+	scope := ""
+	if len(c.Tenants) > 0 {
+		marks := make([]string, len(c.Tenants))
+		for i, t := range c.Tenants {
+			marks[i] = a.add(t)
+		}
+		scope = " AND tenant_id IN (" + strings.Join(marks, ", ") + ")"
+	}
 	rows, err := s.db.QueryContext(ctx, s.rebind(`UPDATE mail_outbox
 		SET status = 'sending', claim_token = $1, lease_until = $2, attempts = attempts + 1,
 			reclaimed = CASE WHEN status = 'sending' THEN 1 ELSE 0 END
 		WHERE id IN (SELECT id FROM mail_outbox
-			WHERE (status = 'pending' AND next_attempt_at <= $3) OR (status = 'sending' AND lease_until <= $3)
+			WHERE ((status = 'pending' AND next_attempt_at <= $3) OR (status = 'sending' AND lease_until <= $3))`+scope+`
 			ORDER BY next_attempt_at, id LIMIT $4`+lock+`)
-		RETURNING `+mailColumns), token, micros(now.Add(lease)), micros(now), limit)
+		RETURNING `+mailColumns), a...)
 	if err != nil {
 		return nil, fmt.Errorf("claim mails: %w", err)
 	}

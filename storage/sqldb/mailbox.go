@@ -17,6 +17,9 @@ import (
 // Mailbox returns the Postfach's view of the store.
 func (s *Store) Mailbox() mailbox.Store { return mailboxStore{s} }
 
+// Mailbox returns the Postfach's view of this transaction.
+func (t *Tx) Mailbox() mailbox.Tx { return mailboxTx{t} }
+
 // mailboxStore adapts Store to mailbox.Store; the methods that need a
 // Viewer live here, so they cannot clash with other domains' methods.
 type mailboxStore struct{ *Store }
