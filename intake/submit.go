@@ -2,6 +2,7 @@ package intake
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 	"strconv"
@@ -104,6 +105,12 @@ func (s *PINService) Submit(ctx context.Context, a Actor, draftID string) (Recei
 			}
 		}
 		files, err := tx.FinalizeUploads(ctx, a.TenantID, a.PersonID, ids)
+		if errors.Is(err, ErrUploadNotReady) || errors.Is(err, ErrUploadNotFound) || errors.Is(err, ErrUploadAlreadyFinal) {
+			// A file changed between the listing and now (deleted, expired,
+			// busy): nothing is kept, the person can simply try again.
+			return &SubmitError{Reason: SubmitNotReady, Detail: "Eine Ihrer Dateien wird gerade noch bearbeitet oder ist nicht mehr vorhanden. " +
+				"Bitte laden Sie die Seite neu, prüfen Sie die Liste Ihrer Dateien und senden Sie dann erneut."}
+		}
 		if err != nil {
 			return err
 		}

@@ -178,15 +178,56 @@ func (t pinTx) ReceiptThreadOf(ctx context.Context, tenantID, vorgangID string) 
 	return id, nil
 }
 
-// PersonUploads and FinalizeUploads connect the desk to the tus upload
-// engine (storage/sqldb/uploads.go).
+// PersonUploads lists what the person uploaded and has not submitted yet,
+// from the tus upload engine, in the states a submission cares about.
+// Rejected uploads (refused at upload time) and expired ones (about to be
+// cleaned up) are left out.
 func (t pinTx) PersonUploads(ctx context.Context, tenantID, personID string) ([]intake.DraftFile, error) {
-	return nil, nil
+	ups, err := t.UploadsOfPerson(ctx, tenantID, personID)
+	if err != nil {
+		return nil, err
+	}
+	now := t.Now()
+	out := make([]intake.DraftFile, 0, len(ups))
+	for _, u := range ups {
+		var state intake.FileState
+		switch u.Status {
+		case intake.StatusUploading, intake.StatusCompleting:
+			state = intake.FileUploading
+		case intake.StatusQuarantined:
+			state = intake.FileChecking
+		case intake.StatusInfected:
+			state = intake.FileInfected
+		case intake.StatusComplete:
+			state = intake.FileComplete
+		default: // final, rejected, terminated, consumed
+			continue
+		}
+		if state != intake.FileInfected && !u.ExpiresAt.IsZero() && now.After(u.ExpiresAt) {
+			continue
+		}
+		out = append(out, intake.DraftFile{ID: u.ID, FileName: u.Filename, ContentType: uploadType(u), Size: u.Length, Offset: u.Offset, State: state})
+	}
+	return out, nil
 }
 
-func (t pinTx) FinalizeUploads(ctx context.Context, tenantID, personID string, uploadIDs []string) ([]intake.FinalFile, error) {
-	if len(uploadIDs) > 0 {
-		return nil, errors.New("upload engine not wired")
+func uploadType(u intake.Upload) string {
+	if u.DetectedType != "" {
+		return u.DetectedType
 	}
-	return nil, nil
+	return u.DeclaredType
+}
+
+// FinalizeUploads hands the uploads to the submission (MarkUploadsFinal of
+// the upload engine) and returns their stored objects.
+func (t pinTx) FinalizeUploads(ctx context.Context, tenantID, personID string, uploadIDs []string) ([]intake.FinalFile, error) {
+	ups, err := t.MarkUploadsFinal(ctx, tenantID, personID, uploadIDs)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]intake.FinalFile, len(ups))
+	for i, u := range ups {
+		out[i] = intake.FinalFile{UploadID: u.ID, BlobKey: u.BlobKey, FileName: u.Filename, ContentType: uploadType(u), Size: u.Length, SHA256: u.SHA256}
+	}
+	return out, nil
 }

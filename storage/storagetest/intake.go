@@ -122,6 +122,34 @@ func wrongPIN(t *testing.T, not ...string) string {
 	}
 }
 
+// upload puts an upload of the tus engine into the store in the given state.
+func (w *pinWorld) upload(p kasse.Person, name string, status intake.UploadStatus, size, offset int64) intake.Upload {
+	w.t.Helper()
+	now := w.clock.Now()
+	id := strings.ReplaceAll(uuid.NewString(), "-", "")
+	sum := make([]byte, 32)
+	rand.Read(sum)
+	u := intake.Upload{ID: id, TenantID: p.TenantID, PersonID: p.ID, Kind: intake.KindSingle, Status: status, Length: size, Offset: offset,
+		Filename: name, DeclaredType: "application/pdf", DetectedType: "application/pdf", BlobKey: intake.BlobKey(p.TenantID, id),
+		CreatedAt: now, UpdatedAt: now, ExpiresAt: now.Add(60 * 24 * time.Hour)}
+	if status != intake.StatusUploading {
+		u.SHA256, u.CompletedAt = fmt.Sprintf("%x", sum), now
+	}
+	if err := w.s.CreateUpload(context.Background(), u, intake.UploadQuota{}); err != nil {
+		w.t.Fatalf("create upload: %v", err)
+	}
+	return u
+}
+
+func (w *pinWorld) count(query string) int {
+	w.t.Helper()
+	var n int
+	if err := w.s.DB().QueryRow(query).Scan(&n); err != nil {
+		w.t.Fatalf("%s: %v", query, err)
+	}
+	return n
+}
+
 func testIntake(t *testing.T, newStore func(t *testing.T) (*sqldb.Store, []sqldb.Migration)) {
 	ctx := context.Background()
 
@@ -561,6 +589,277 @@ func testIntake(t *testing.T, newStore func(t *testing.T) (*sqldb.Store, []sqldb
 		}
 		if list, _ := w.s.VorgaengeOfPerson(ctx, w.kasse.ID, w.erika.ID); len(list) != 0 {
 			t.Fatalf("refused submission created %d Vorgänge", len(list))
+		}
+	})
+	t.Run("submission: one transaction from draft to Vorgang, receipt, final files, used PINs, ended sessions, one mail", func(t *testing.T) {
+		w := newPINWorld(t, newStore)
+		a := w.issue(w.erika, "krankengeld")
+		b := w.issue(w.erika, "hilfsmittel")
+		resA, err := w.login(w.erika.KVNR, a.PIN, "client-a")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resB, err := w.login(w.erika.KVNR, b.PIN, "client-b")
+		if err != nil {
+			t.Fatal(err)
+		}
+		actor := w.actor(resA)
+		v, err := w.svc.SaveDraft(ctx, actor, intake.DraftInput{CaseType: "krankengeld", Subject: "AU ab 20.11.",
+			Message: "Anbei meine Bescheinigung.", Phone: "0511 123456"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		au := w.upload(w.erika, "AU-Bescheinigung.pdf", intake.StatusComplete, 123456, 123456)
+		foto := w.upload(w.erika, "Foto Rücken.jpg", intake.StatusComplete, 2048, 2048)
+		w.upload(w.erika, "virus.pdf", intake.StatusInfected, 10, 10)
+		maxUpload := w.upload(w.max, "max.pdf", intake.StatusComplete, 99, 99)
+		dv, _ := w.svc.Draft(ctx, actor)
+		if len(dv.Files) != 3 {
+			t.Fatalf("draft shows %d files, want 3 (two complete, one infected): %+v", len(dv.Files), dv.Files)
+		}
+
+		rec, err := w.svc.Submit(ctx, actor, v.Draft.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !rec.Created || rec.Vorgang.Status != audit.StatusEingegangen || rec.Vorgang.Type != "krankengeld" ||
+			rec.Vorgang.Title != "AU ab 20.11." || rec.Vorgang.PersonID != w.erika.ID || len(rec.Files) != 2 || rec.ThreadID == "" {
+			t.Fatalf("receipt = %+v", rec)
+		}
+		byName := map[string]intake.SubmittedFile{}
+		for _, f := range rec.Files {
+			byName[f.FileName] = f
+		}
+		for _, u := range []intake.Upload{au, foto} {
+			f := byName[u.Filename]
+			if f.Size != u.Length || f.SHA256 != u.SHA256 || f.BlobKey != u.BlobKey || f.VorgangID != rec.Vorgang.ID || f.MessageID == "" {
+				t.Fatalf("file %s = %+v, want size %d sha %s key %s", u.Filename, f, u.Length, u.SHA256, u.BlobKey)
+			}
+			got, err := w.s.UploadByID(ctx, u.ID)
+			if err != nil || got.Status != intake.StatusFinal {
+				t.Fatalf("upload %s is %s (%v), want final", u.Filename, got.Status, err)
+			}
+		}
+		if got, _ := w.s.UploadByID(ctx, maxUpload.ID); got.Status != intake.StatusComplete {
+			t.Fatalf("Max's upload became %s", got.Status)
+		}
+		var receiptBody, personBody string
+		rows, err := w.s.DB().Query(fmt.Sprintf(`SELECT kind, direction, body FROM messages WHERE thread_id = '%s'`, rec.ThreadID))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for rows.Next() {
+			var kind, dir, body string
+			rows.Scan(&kind, &dir, &body)
+			switch kind + "/" + dir {
+			case "receipt/out":
+				receiptBody = body
+			case "message/in":
+				personBody = body
+			}
+		}
+		rows.Close()
+		for _, want := range []string{"Eingangsbestätigung", "AU-Bescheinigung.pdf", "123,5 kB (123.456 Bytes)", au.SHA256,
+			"Foto Rücken.jpg", "2,0 kB (2.048 Bytes)", foto.SHA256, rec.Vorgang.ID, w.kasse.Name} {
+			if !strings.Contains(receiptBody, want) {
+				t.Errorf("receipt does not name %q:\n%s", want, receiptBody)
+			}
+		}
+		if strings.Contains(receiptBody, "virus.pdf") {
+			t.Error("receipt lists the infected file")
+		}
+		if personBody != "Anbei meine Bescheinigung.\n\nTelefon für Rückfragen: 0511 123456" {
+			t.Errorf("person's message = %q", personBody)
+		}
+		if n := w.count(fmt.Sprintf(`SELECT COUNT(*) FROM threads th JOIN teams tm ON tm.id = th.team_id
+			WHERE th.id = '%s' AND tm.topic = 'krankengeld' AND th.owner_id = '%s' AND th.vorgang_id = '%s'`, rec.ThreadID, w.erika.ID, rec.Vorgang.ID)); n != 1 {
+			t.Fatalf("thread to the Krankengeld team with the Vorgang: %d", n)
+		}
+		for _, p := range []intake.IssuedPIN{a, b} {
+			if _, err := w.login(w.erika.KVNR, p.PIN, "client-c"); refusal(err) != intake.RefusedUsed {
+				t.Fatalf("PIN after submission: %v, want used", err)
+			}
+		}
+		for _, tok := range []string{resA.Token, resB.Token} {
+			if _, err := w.svc.Session(ctx, tok); !errors.Is(err, intake.ErrPINSessionNotFound) {
+				t.Fatalf("session after submission: %v", err)
+			}
+		}
+		var recipient, template, data string
+		if err := w.s.DB().QueryRow(fmt.Sprintf(`SELECT recipient, template, data FROM mail_outbox WHERE tenant_id = '%s'`, w.kasse.ID)).
+			Scan(&recipient, &template, &data); err != nil {
+			t.Fatalf("mail job: %v", err)
+		}
+		if recipient != w.erika.Email || template != "new_message" || !strings.Contains(data, w.kasse.Name) ||
+			strings.Contains(data, "AU") || strings.Contains(data, "Bescheinigung") {
+			t.Fatalf("mail job = %s %s %s", recipient, template, data)
+		}
+		events := func() map[string]int {
+			m := map[string]int{}
+			for _, e := range pendingOf(t, w.s, w.kasse.ID) {
+				m[e.Type]++
+				if strings.Contains(e.Details, "Bescheinigung") || strings.Contains(e.Details, "Rücken") {
+					t.Fatalf("audit event %s names a file: %s", e.Type, e.Details)
+				}
+			}
+			return m
+		}
+		ev := events()
+		if ev["intake.submitted"] != 1 || ev["intake.file.submitted"] != 2 {
+			t.Fatalf("audit events = %v", ev)
+		}
+
+		// A retry (the answer got lost) answers the same and changes nothing.
+		again, err := w.svc.Submit(ctx, actor, v.Draft.ID)
+		if err != nil || again.Created || again.Vorgang.ID != rec.Vorgang.ID || len(again.Files) != 2 || again.ThreadID != rec.ThreadID {
+			t.Fatalf("retry = %+v, %v", again, err)
+		}
+		for i := range rec.Files {
+			if again.Files[i] != rec.Files[i] {
+				t.Fatalf("retry file %d = %+v, first %+v", i, again.Files[i], rec.Files[i])
+			}
+		}
+		viaCookie, err := w.svc.SubmittedReceipt(ctx, resA.Token)
+		if err != nil || viaCookie.Vorgang.ID != rec.Vorgang.ID {
+			t.Fatalf("receipt for the ended session: %+v, %v", viaCookie, err)
+		}
+		if list, _ := w.s.VorgaengeOfPerson(ctx, w.kasse.ID, w.erika.ID); len(list) != 1 {
+			t.Fatalf("%d Vorgänge after a retry", len(list))
+		}
+		if ev2 := events(); ev2["intake.submitted"] != 1 || ev2["intake.file.submitted"] != 2 {
+			t.Fatalf("retry recorded events again: %v", ev2)
+		}
+		if n := w.count(fmt.Sprintf(`SELECT COUNT(*) FROM mail_outbox WHERE tenant_id = '%s'`, w.kasse.ID)); n != 1 {
+			t.Fatalf("%d mail jobs after a retry", n)
+		}
+		// A new letter starts a new draft.
+		c := w.issue(w.erika, "zahnersatz")
+		resC, err := w.login(w.erika.KVNR, c.PIN, "client-a")
+		if err != nil {
+			t.Fatal(err)
+		}
+		nv, _ := w.svc.Draft(ctx, w.actor(resC))
+		if nv.Draft.ID == v.Draft.ID || nv.Draft.Subject != "" || nv.Draft.CaseType != "zahnersatz" || len(nv.Files) != 1 {
+			t.Fatalf("draft after the submission = %+v with %d files (want a fresh one showing only the infected file)", nv.Draft, len(nv.Files))
+		}
+	})
+
+	t.Run("double click: concurrent submissions of one draft make one Vorgang", func(t *testing.T) {
+		w := newPINWorld(t, newStore)
+		p := w.issue(w.max, "fahrkosten")
+		res, err := w.login(w.max.KVNR, p.PIN, "client-a")
+		if err != nil {
+			t.Fatal(err)
+		}
+		v, _ := w.svc.SaveDraft(ctx, w.actor(res), intake.DraftInput{CaseType: "fahrkosten", Subject: "Taxi-Quittungen"})
+		w.upload(w.max, "quittung.pdf", intake.StatusComplete, 5000, 5000)
+		const n = 5
+		var wg sync.WaitGroup
+		out := make(chan intake.Receipt, n)
+		errs := make(chan error, n)
+		for i := 0; i < n; i++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				r, err := w.svc.Submit(ctx, w.actor(res), v.Draft.ID)
+				errs <- err
+				out <- r
+			}()
+		}
+		wg.Wait()
+		close(out)
+		close(errs)
+		for err := range errs {
+			if err != nil {
+				t.Fatalf("concurrent submit: %v", err)
+			}
+		}
+		ids, created := map[string]bool{}, 0
+		for r := range out {
+			ids[r.Vorgang.ID] = true
+			if r.Created {
+				created++
+			}
+		}
+		if len(ids) != 1 || created != 1 {
+			t.Fatalf("%d Vorgang ids, %d created; want 1 and 1", len(ids), created)
+		}
+		if list, _ := w.s.VorgaengeOfPerson(ctx, w.kasse.ID, w.max.ID); len(list) != 1 {
+			t.Fatalf("%d Vorgänge", len(list))
+		}
+		if m := w.count(fmt.Sprintf(`SELECT COUNT(*) FROM messages WHERE tenant_id = '%s' AND kind = 'receipt'`, w.kasse.ID)); m != 1 {
+			t.Fatalf("%d receipts", m)
+		}
+		// Max wants letters by post: no mail.
+		if m := w.count(fmt.Sprintf(`SELECT COUNT(*) FROM mail_outbox WHERE tenant_id = '%s'`, w.kasse.ID)); m != 0 {
+			t.Fatalf("%d mail jobs for a person with delivery by post", m)
+		}
+	})
+
+	t.Run("submission refused for files not ready or beyond the limits, nothing changes", func(t *testing.T) {
+		for _, tc := range []struct {
+			name     string
+			settings func(s *kasse.Settings)
+			uploads  func(w *pinWorld)
+			want     intake.SubmitRefusal
+			text     string
+		}{
+			{name: "still uploading", want: intake.SubmitNotReady, text: "„halb.pdf“ wird noch hochgeladen (50 %)",
+				uploads: func(w *pinWorld) {
+					w.upload(w.erika, "ok.pdf", intake.StatusComplete, 10, 10)
+					w.upload(w.erika, "halb.pdf", intake.StatusUploading, 1000, 500)
+				}},
+			{name: "in quarantine until the scan", want: intake.SubmitNotReady, text: "„scan.pdf“ wird noch auf Schadsoftware geprüft",
+				uploads: func(w *pinWorld) { w.upload(w.erika, "scan.pdf", intake.StatusQuarantined, 10, 10) }},
+			{name: "only an infected file", want: intake.SubmitNoFiles, text: "mindestens ein Dokument",
+				uploads: func(w *pinWorld) { w.upload(w.erika, "virus.pdf", intake.StatusInfected, 10, 10) }},
+			{name: "no file at all", want: intake.SubmitNoFiles, text: "mindestens ein Dokument", uploads: func(w *pinWorld) {}},
+			{name: "more files than the Kasse allows", want: intake.SubmitTooMany, text: "höchstens 2 Dateien",
+				settings: func(s *kasse.Settings) { s.MaxFilesPerUpload = 2 },
+				uploads: func(w *pinWorld) {
+					for _, n := range []string{"a.pdf", "b.pdf", "c.pdf"} {
+						w.upload(w.erika, n, intake.StatusComplete, 10, 10)
+					}
+				}},
+			{name: "more bytes than the Kasse allows", want: intake.SubmitTooLarge, text: "höchstens 1,5 kB",
+				settings: func(s *kasse.Settings) { s.MaxFileBytes, s.MaxSubmissionBytes = 1000, 1500 },
+				uploads: func(w *pinWorld) {
+					w.upload(w.erika, "a.pdf", intake.StatusComplete, 1000, 1000)
+					w.upload(w.erika, "b.pdf", intake.StatusComplete, 1000, 1000)
+				}},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				w := newPINWorld(t, newStore)
+				if tc.settings != nil {
+					set := w.kasse.Settings
+					tc.settings(&set)
+					mustTx(t, w.s, func(tx *sqldb.Tx) error { return tx.UpdateKasseSettings(ctx, w.kasse.ID, set) })
+				}
+				p := w.issue(w.erika, "krankengeld")
+				res, err := w.login(w.erika.KVNR, p.PIN, "client-a")
+				if err != nil {
+					t.Fatal(err)
+				}
+				w.svc.SaveDraft(ctx, w.actor(res), intake.DraftInput{CaseType: "krankengeld", Subject: "AU"})
+				tc.uploads(w)
+				_, err = w.svc.Submit(ctx, w.actor(res), "")
+				var se *intake.SubmitError
+				if !errors.As(err, &se) || se.Reason != tc.want || !strings.Contains(se.Detail, tc.text) {
+					t.Fatalf("submit = %v (%+v), want %s saying %q", err, se, tc.want, tc.text)
+				}
+				if list, _ := w.s.VorgaengeOfPerson(ctx, w.kasse.ID, w.erika.ID); len(list) != 0 {
+					t.Fatal("refused submission made a Vorgang")
+				}
+				if _, err := w.svc.Session(ctx, res.Token); err != nil {
+					t.Fatalf("refused submission ended the session: %v", err)
+				}
+				if n := w.count(fmt.Sprintf(`SELECT COUNT(*) FROM uploads WHERE person_id = '%s' AND status = 'final'`, w.erika.ID)); n != 0 {
+					t.Fatalf("%d uploads final after a refusal", n)
+				}
+				if _, err := w.login(w.erika.KVNR, p.PIN, "client-a"); err != nil {
+					t.Fatalf("PIN after a refused submission: %v", err)
+				}
+			})
 		}
 	})
 }
