@@ -175,10 +175,10 @@ func (t pinTx) CreatePINSession(ctx context.Context, s intake.PINSession) error 
 
 func (t pinTx) PINSessionByHash(ctx context.Context, idHash string) (intake.PINSession, error) {
 	var (
-		s                 intake.PINSession
-		created, seen     int64
-		ended             sql.NullInt64
-		vorgang           sql.NullString
+		s             intake.PINSession
+		created, seen int64
+		ended         sql.NullInt64
+		vorgang       sql.NullString
 	)
 	err := t.queryRow(ctx, `SELECT id_hash, tenant_id, person_id, pin_id, kind, created_at, last_seen_at, ended_at, end_reason, vorgang_id
 		FROM pin_sessions WHERE id_hash = $1`, idHash).
