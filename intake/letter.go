@@ -91,6 +91,7 @@ func RenderLetter(w io.Writer, l Letter) error {
 	pdf.SetTitle("Einmal-PIN", false)
 	pdf.SetCreator("postbox", false)
 	pdf.SetCompression(true)
+	pdf.SetCellMargin(0) // text starts exactly at the DIN positions
 	pdf.AddPage()
 	tr := latin1
 
