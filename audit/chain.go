@@ -8,12 +8,20 @@ import (
 	"errors"
 	"fmt"
 	"hash"
+	"regexp"
 	"time"
 )
 
 // hashDomain starts every hashed encoding. Changing the encoding in any way
 // breaks every stored chain, so a new encoding needs a new domain string.
-const hashDomain = "postbox/audit-event/v1"
+// v2 (this one) hashes the payload fields through PayloadDigest, so
+// retention can remove them from old events and the chain still verifies
+// (see Redact); v1 hashed every field directly. Chains written with v1
+// (development data only, before the first release) no longer verify.
+const (
+	hashDomain    = "postbox/audit-event/v2"
+	payloadDomain = "postbox/audit-payload/v1"
+)
 
 // ComputeHash returns the hex SHA-256 over a canonical encoding of every field
 // except Hash: each field is written as an 8-byte big-endian length followed
@@ -21,6 +29,12 @@ const hashDomain = "postbox/audit-event/v1"
 // from "a"+"bc"). Time enters as UTC unix microseconds, the precision every
 // store keeps, so the hash survives a round trip through any store and does
 // not depend on the time zone the event was created in.
+//
+// The fields split in two: the header (id, tenant, seq, time, role, type,
+// subject type, outcome, prev hash) enters directly; the payload, which may
+// point at a person (actor, subject id, client hash, request id, details),
+// enters as its digest. A redacted event keeps the header and the digest
+// only, and still hashes to the same value.
 func (e Event) ComputeHash() string {
 	h := sha256.New()
 	writeField(h, []byte(hashDomain))
@@ -28,17 +42,65 @@ func (e Event) ComputeHash() string {
 	writeField(h, []byte(e.TenantID))
 	writeInt(h, e.Seq)
 	writeInt(h, e.Time.UnixMicro())
-	writeField(h, []byte(e.ActorID))
 	writeField(h, []byte(e.ActorRole))
 	writeField(h, []byte(e.Type))
 	writeField(h, []byte(e.SubjectType))
-	writeField(h, []byte(e.SubjectID))
 	writeField(h, []byte(e.Outcome))
+	writeField(h, []byte(e.PayloadDigest()))
+	writeField(h, []byte(e.PrevHash))
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// PayloadDigest is the hex SHA-256 over the payload fields, or the digest a
+// redacted event carries.
+func (e Event) PayloadDigest() string {
+	if d, ok := e.redactedDigest(); ok {
+		return d
+	}
+	h := sha256.New()
+	writeField(h, []byte(payloadDomain))
+	writeField(h, []byte(e.ActorID))
+	writeField(h, []byte(e.SubjectID))
 	writeField(h, []byte(e.ClientHash))
 	writeField(h, []byte(e.RequestID))
 	writeField(h, []byte(e.Details))
-	writeField(h, []byte(e.PrevHash))
 	return hex.EncodeToString(h.Sum(nil))
+}
+
+// RedactedPrefix starts the Details of a redacted event; stores use it to
+// tell redacted rows apart.
+const RedactedPrefix = `{"redacted":"`
+
+var redactedDetails = regexp.MustCompile(`^\{"redacted":"([0-9a-f]{64})"\}$`)
+
+func (e Event) redactedDigest() (string, bool) {
+	if e.ActorID != "" || e.SubjectID != "" || e.ClientHash != "" || e.RequestID != "" {
+		return "", false
+	}
+	m := redactedDetails.FindStringSubmatch(e.Details)
+	if m == nil {
+		return "", false
+	}
+	return m[1], true
+}
+
+// Redacted reports whether retention removed e's payload.
+func (e Event) Redacted() bool {
+	_, ok := e.redactedDigest()
+	return ok
+}
+
+// Redact returns e without its payload: actor id, subject id, client hash
+// and request id are emptied and Details holds only the payload digest.
+// Hash, PrevHash and the header stay, so the chain verifies as before.
+func Redact(e Event) Event {
+	if e.Redacted() {
+		return e
+	}
+	d := e.PayloadDigest()
+	e.ActorID, e.SubjectID, e.ClientHash, e.RequestID = "", "", "", ""
+	e.Details = RedactedPrefix + d + `"}`
+	return e
 }
 
 func writeField(h hash.Hash, b []byte) {
@@ -96,6 +158,8 @@ func (p Problem) String() string { return fmt.Sprintf("%s: %s", p.Kind, p.Detail
 type VerifyResult struct {
 	TenantID string
 	Checked  int64 // events read
+	Redacted int64 // of those, events whose payload retention removed
+	FirstSeq int64 // seq of the first event read (> 1 after retention cut the chain)
 	LastSeq  int64
 	LastHash string
 	Problem  *Problem
@@ -104,6 +168,29 @@ type VerifyResult struct {
 // OK reports whether no problem was found.
 func (r VerifyResult) OK() bool { return r.Problem == nil }
 
+// ProblemRedacted: an event's payload was removed although the retention
+// policy keeps it (e.g. a security event, or one younger than its period).
+const ProblemRedacted ProblemKind = "redacted"
+
+// Anchor is where retention cut a chain: the seq and hash of the last event
+// it deleted. It is kept in the transactional database, beside the head.
+type Anchor struct {
+	Seq  int64
+	Hash string
+}
+
+// VerifyOptions tell Verify what retention did legitimately.
+type VerifyOptions struct {
+	// Anchor, when set, lets the chain start after Anchor.Seq: the first
+	// event read must then link to Anchor.Hash. Events up to the anchor may
+	// still be present (a retention run that has not finished deleting).
+	Anchor *Anchor
+	// MayRedact says whether retention may have redacted the event. Nil
+	// accepts every redaction; a redacted event still proves its header
+	// and position in the chain.
+	MayRedact func(Event) bool
+}
+
 // errStop ends the walk once the first problem is found.
 var errStop = errors.New("stop")
 
@@ -111,13 +198,38 @@ var errStop = errors.New("stop")
 // in the result. The error is only for failures to read the chain; a broken
 // chain is a result, not an error.
 func Verify(ctx context.Context, store EventStore, tenantID string) (VerifyResult, error) {
+	return VerifyWith(ctx, store, tenantID, VerifyOptions{})
+}
+
+// VerifyWith is Verify for a chain that retention has cut or redacted.
+func VerifyWith(ctx context.Context, store EventStore, tenantID string, o VerifyOptions) (VerifyResult, error) {
 	res := VerifyResult{TenantID: tenantID}
 	var prev *Event
 	err := store.Chain(ctx, tenantID, func(e Event) error {
 		res.Checked++
+		if res.Checked == 1 {
+			res.FirstSeq = e.Seq
+			if a := o.Anchor; a != nil && a.Seq > 0 && e.Seq > a.Seq {
+				prev = &Event{ID: "(retention anchor)", Seq: a.Seq, Hash: a.Hash}
+			}
+		}
 		if p := check(prev, e); p != nil {
 			res.Problem = p
 			return errStop
+		}
+		if a := o.Anchor; a != nil && e.Seq == a.Seq && e.Hash != a.Hash {
+			res.Problem = &Problem{ProblemChanged, e.ID, e.Seq, fmt.Sprintf(
+				"event %s (seq %d) has hash %s, but retention recorded %s for it", e.ID, e.Seq, e.Hash, a.Hash)}
+			return errStop
+		}
+		if e.Redacted() {
+			res.Redacted++
+			if o.MayRedact != nil && !o.MayRedact(e) {
+				res.Problem = &Problem{ProblemRedacted, e.ID, e.Seq, fmt.Sprintf(
+					"event %s (seq %d, %s of %s) lost its payload although the retention policy keeps it",
+					e.ID, e.Seq, e.Type, e.Time.UTC().Format(time.RFC3339))}
+				return errStop
+			}
 		}
 		prev = &e
 		res.LastSeq, res.LastHash = e.Seq, e.Hash

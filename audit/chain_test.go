@@ -117,9 +117,9 @@ func TestComputeHashEncoding(t *testing.T) {
 		t.Error("hash depends on time zone or sub-microsecond digits")
 	}
 
-	// Pinned (cross-checked with an independent Python encoder): a different
-	// value means every stored chain no longer verifies.
-	const golden = "54944528551fa077aeb18b6b8f44801eba9d4cd67649f190d07b71cf8788a893"
+	// Pinned (v2, cross-checked with an independent Python encoder): a
+	// different value means every stored chain no longer verifies.
+	const golden = "bd10dcd024fc9f012e507e29e1dea723e89b866a1d66d9269cca9f49c5f8fece"
 	if got := chain(1)[0].Hash; got != golden {
 		t.Errorf("hash of the reference event = %s, want %s (encoding changed?)", got, golden)
 	}
