@@ -14,7 +14,10 @@ import (
 
 type ctxKey int
 
-const requestIDKey ctxKey = iota
+const (
+	requestIDKey ctxKey = iota
+	serverKey
+)
 
 var validRequestID = regexp.MustCompile(`^[A-Za-z0-9._-]{8,64}$`)
 
@@ -28,6 +31,7 @@ func (s *Server) requestID(c *fiber.Ctx) error {
 		id = hex.EncodeToString(b[:])
 	}
 	c.Locals(requestIDKey, id)
+	c.Locals(serverKey, s)
 	c.Set(fiber.HeaderXRequestID, id)
 	return c.Next()
 }
@@ -99,6 +103,10 @@ type Problem struct {
 
 // SendProblem writes a problem+json response.
 func SendProblem(c *fiber.Ctx, status int, typ, title, detail string) error {
+	// A browser navigating to a page gets the same answer as a German page.
+	if s, ok := c.Locals(serverKey).(*Server); ok && s.problemPage != nil && wantsHTML(c) {
+		return s.problemPage(c, Problem{Title: title, Status: status, Detail: detail, RequestID: RequestID(c)})
+	}
 	c.Status(status)
 	c.Set(fiber.HeaderContentType, "application/problem+json")
 	return c.JSON(Problem{Type: "https://postbox.invalid/probleme/" + typ, Title: title, Status: status, Detail: detail, RequestID: RequestID(c)},

@@ -38,6 +38,9 @@ type Server struct {
 	app     *fiber.App
 	opts    Options
 	metrics *httpMetrics
+	// problemPage renders a problem as an HTML page for browsers (set by
+	// MountUI); nil: problem+json for everyone.
+	problemPage func(c *fiber.Ctx, p Problem) error
 }
 
 // New builds the Fiber app with middleware and the operational routes.
@@ -70,7 +73,6 @@ func New(opts Options) *Server {
 	s.app.Get("/healthz", s.healthz)
 	s.app.Get("/readyz", s.readyz)
 	s.app.Get("/metrics", s.metricsHandler())
-	s.app.Get("/", s.home)
 	return s
 }
 
@@ -139,13 +141,4 @@ func errorSummary(err error) string {
 		msg = msg[:200] + "…"
 	}
 	return msg
-}
-
-func (s *Server) home(c *fiber.Ctx) error {
-	c.Set(fiber.HeaderContentType, "text/html; charset=utf-8")
-	return c.SendString(`<!doctype html><html lang="de"><head><meta charset="utf-8">` +
-		`<meta name="viewport" content="width=device-width, initial-scale=1"><title>Postfach</title></head>` +
-		`<body><main><h1>Postfach Ihrer Krankenkasse</h1>` +
-		`<p>Hier können Sie Dokumente mit Ihrer Einmal-PIN sicher hochladen und Nachrichten Ihrer Krankenkasse lesen.</p>` +
-		`</main></body></html>`)
 }

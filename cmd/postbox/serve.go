@@ -57,6 +57,9 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 	registerOutboxMetrics(reg, a)
 	srv := web.New(web.Options{Checks: a.checks, Registry: reg, Logger: log, HSTS: strings.HasPrefix(cfg.BaseURL, "https://")})
 	srv.UseSessions(a.auth, web.SessionOptions{Secure: cfg.SecureCookies}) // before every route that needs a login
+	if _, err := web.MountUI(srv, web.UIOptions{Kassen: a.db, Sessions: a.auth, Logger: log}); err != nil {
+		return err
+	}
 
 	workCtx, stopWork := context.WithCancel(context.Background())
 	var workers sync.WaitGroup
