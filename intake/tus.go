@@ -390,6 +390,21 @@ func (h *TusHandler) usable(u *Upload) error {
 	return nil
 }
 
+// cleanType keeps a declared MIME type printable and short; it is only
+// compared and quoted in messages.
+func cleanType(t string) string {
+	t = strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f || r > 0x7e {
+			return -1
+		}
+		return r
+	}, strings.TrimSpace(t))
+	if len(t) > 100 {
+		t = t[:100]
+	}
+	return t
+}
+
 func parseSize(v string) (int64, bool) {
 	if v == "" || len(v) > 19 || strings.Trim(v, "0123456789") != "" {
 		return 0, false
@@ -524,7 +539,7 @@ func (h *TusHandler) create(ctx context.Context, r *TusRequest) (*TusResponse, e
 	if declared == "" {
 		declared = meta["type"]
 	}
-	declared = CleanFilename(declared)
+	declared = cleanType(declared)
 	now := h.now()
 	u := Upload{
 		ID: newID(), TenantID: r.Principal.TenantID, PersonID: r.Principal.PersonID, Kind: kind, Status: StatusUploading,
