@@ -473,4 +473,6 @@ func (c *fakeClamd) serve(conn net.Conn) {
 	conn.Write([]byte("stream: OK\x00"))
 }
 
-func (c *fakeClamd) scanner() *intake.Clamd { return &intake.Clamd{Addr: c.ln.Addr().String(), Timeout: 10 * time.Second} }
+func (c *fakeClamd) scanner() *intake.Clamd {
+	return &intake.Clamd{Addr: c.ln.Addr().String(), Timeout: 10 * time.Second}
+}
