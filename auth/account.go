@@ -35,6 +35,15 @@ const (
 	StatusActive  AccountStatus = "active"
 	StatusLocked  AccountStatus = "locked"
 	StatusEnded   AccountStatus = "ended"
+	// StatusPending: registered, waiting for the e-mail confirmation and
+	// the first login with the Freischaltcode (seed 002).
+	StatusPending AccountStatus = "pending"
+)
+
+// Lock reasons.
+const (
+	LockPassword  = "password"  // too many wrong passwords in a row (seed 004)
+	LockSuspicion = "suspicion" // set by a caseworker "bei Verdacht" (seed 004)
 )
 
 // Account is a login of any role.
@@ -49,6 +58,34 @@ type Account struct {
 	PasswordHash string
 	Status       AccountStatus
 	CreatedAt    time.Time
+
+	// Added by the auth schema (0005); zero times mean "never".
+	Mobile             string // E.164; the mTAN goes here
+	MobilePending      string // new number while a change waits for its codes
+	OrgID              string // provider organisation
+	Salutation         string
+	GivenName          string
+	FamilyName         string
+	Profile            string // JSON of further profile fields
+	FailedLogins       int    // wrong passwords in a row
+	LockReason         string
+	LockedAt           time.Time
+	PasswordChangedAt  time.Time
+	EmailConfirmedAt   time.Time
+	MobileConfirmedAt  time.Time
+	ActivatedAt        time.Time // first login with Freischaltcode done (insured)
+	SecurityQuestion   string
+	SecurityAnswerHash string
+	ConsentVersion     string // consent given to this text version; "" none
+	ConsentAt          time.Time
+	InvitedBy          string
+	EndedAt            time.Time
+	UpdatedAt          time.Time
+}
+
+// IsProvider reports whether the account belongs to a care provider.
+func (a Account) IsProvider() bool {
+	return a.Role == RoleProviderAdmin || a.Role == RoleProviderUser
 }
 
 // ErrAccountNotFound is returned for an unknown account (in that tenant).

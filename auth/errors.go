@@ -59,3 +59,7 @@ var (
 	ErrNotEligible       = errors.New("registration not possible")
 	ErrAlreadyRegistered = errors.New("already registered")
 )
+
+// ErrSMSFailed: the SMS gateway did not take the message; the code stays
+// valid and can be requested again.
+var ErrSMSFailed = errors.New("sms not sent")

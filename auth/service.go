@@ -1,6 +1,7 @@
 package auth
 
 import (
+	"context"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
@@ -9,7 +10,10 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/google/uuid"
 	"golang.org/x/crypto/hkdf"
+
+	"postbox/kasse"
 )
 
 // Options configure the auth service. Key and ClientAddrKey are required.
@@ -32,6 +36,9 @@ type Options struct {
 	// StepUpWindow is how fresh a security code must be for changes of
 	// personal data, contact data or devices (seed 000): 5 min.
 	StepUpWindow time.Duration
+
+	// RateLimits default to DefaultRateLimits.
+	RateLimits RateLimits
 
 	SMS     SMSGateway
 	Letters LetterSink
@@ -70,6 +77,9 @@ func NewService(store Store, opts Options) (*Service, error) {
 	}
 	if opts.StepUpWindow <= 0 {
 		opts.StepUpWindow = 5 * time.Minute
+	}
+	if opts.RateLimits == (RateLimits{}) {
+		opts.RateLimits = DefaultRateLimits
 	}
 	if opts.Issuer == "" {
 		opts.Issuer = "Postfach"
@@ -120,4 +130,52 @@ func keyed(key []byte, parts ...string) string {
 		m.Write([]byte{0})
 	}
 	return hex.EncodeToString(m.Sum(nil))
+}
+
+func newID() string { return uuid.NewString() }
+
+// errCommit makes inTx commit the transaction and still return err: failed
+// attempts must be counted even though the attempt fails.
+type errCommit struct{ err error }
+
+func (e errCommit) Error() string { return e.err.Error() }
+func (e errCommit) Unwrap() error { return e.err }
+
+func (s *Service) inTx(ctx context.Context, fn func(tx Tx) error) error {
+	var deferred error
+	err := s.store.InTx(ctx, func(tx Tx) error {
+		err := fn(tx)
+		var ec errCommit
+		if errors.As(err, &ec) {
+			deferred = ec.err
+			return nil
+		}
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	return deferred
+}
+
+// sessionAccount loads the active account of a finished login and its Kasse.
+func (s *Service) sessionAccount(ctx context.Context, tx Tx, sess Session) (Account, kasse.Kasse, error) {
+	if sess.Stage != StageDone || sess.AccountID == "" {
+		return Account{}, kasse.Kasse{}, ErrNoSession
+	}
+	a, err := tx.AccountByID(ctx, sess.TenantID, sess.AccountID)
+	if errors.Is(err, ErrAccountNotFound) {
+		return Account{}, kasse.Kasse{}, ErrNoSession
+	}
+	if err != nil {
+		return Account{}, kasse.Kasse{}, err
+	}
+	if a.Status != StatusActive {
+		return Account{}, kasse.Kasse{}, ErrNoSession
+	}
+	k, err := s.store.Kasse(ctx, a.TenantID)
+	if err != nil {
+		return Account{}, kasse.Kasse{}, err
+	}
+	return a, k, nil
 }

@@ -2,7 +2,10 @@ package auth_test
 
 import (
 	"context"
+	"encoding/json"
+	"net/url"
 	"path/filepath"
+	"regexp"
 	"sync"
 	"testing"
 	"time"
@@ -12,6 +15,7 @@ import (
 	"postbox/audit"
 	"postbox/auth"
 	"postbox/kasse"
+	"postbox/notifier"
 	"postbox/storage/sqldb"
 	"postbox/storage/sqlite"
 )
@@ -116,3 +120,105 @@ func (e *env) account(role auth.Role, username, password string) auth.Account {
 	e.tx(func(tx *sqldb.Tx) error { return tx.CreateAccount(context.Background(), a) })
 	return a
 }
+
+var codeInSMS = regexp.MustCompile(`: ([0-9]{6})\. Gültig`)
+
+// lastCode returns the code of the last SMS to a number.
+func (e *env) lastCode(to string) string {
+	e.t.Helper()
+	e.sms.mu.Lock()
+	defer e.sms.mu.Unlock()
+	for i := len(e.sms.msgs) - 1; i >= 0; i-- {
+		if e.sms.msgs[i].to == to {
+			m := codeInSMS.FindStringSubmatch(e.sms.msgs[i].text)
+			if m == nil {
+				e.t.Fatalf("SMS without code: %q", e.sms.msgs[i].text)
+			}
+			return m[1]
+		}
+	}
+	e.t.Fatalf("no SMS to %s", to)
+	return ""
+}
+
+func (e *env) smsCount() int {
+	e.sms.mu.Lock()
+	defer e.sms.mu.Unlock()
+	return len(e.sms.msgs)
+}
+
+// mailLink returns the link of the last queued mail of a template to a recipient.
+func (e *env) mailLink(template notifier.Template, to string) string {
+	e.t.Helper()
+	var data string
+	err := e.db.DB().QueryRow(`SELECT data FROM mail_outbox WHERE tenant_id = ? AND template = ? AND recipient = ? ORDER BY created_at DESC LIMIT 1`,
+		e.kasse.ID, string(template), to).Scan(&data)
+	if err != nil {
+		e.t.Fatalf("no %s mail to %s: %v", template, to, err)
+	}
+	var d map[string]string
+	json.Unmarshal([]byte(data), &d)
+	u, err := url.Parse(d[notifier.DataLoginURL])
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return u.Query().Get("token")
+}
+
+// person creates an insured person with a birth date.
+func (e *env) person(prefix, birth string) kasse.Person {
+	e.t.Helper()
+	p := kasse.Person{ID: uuid.NewString(), TenantID: e.kasse.ID, KVNR: kasse.CompleteKVNR(prefix), GivenName: "Erika", FamilyName: "Mustermann",
+		Street: "Musterstraße 1", PostalCode: "12345", City: "Musterstadt", BirthDate: birth}
+	e.tx(func(tx *sqldb.Tx) error { return tx.CreatePerson(context.Background(), p) })
+	return p
+}
+
+// activeInsured creates an active insured account with a confirmed mobile
+// number and a security question, as after a finished registration.
+func (e *env) activeInsured(username, password, mobile string) auth.Account {
+	e.t.Helper()
+	ctx := context.Background()
+	a := e.account(auth.RoleInsured, username, password)
+	err := e.db.Auth().InTx(ctx, func(tx auth.Tx) error {
+		acc, err := tx.AccountByID(ctx, a.TenantID, a.ID)
+		if err != nil {
+			return err
+		}
+		acc.Mobile, acc.MobileConfirmedAt, acc.ActivatedAt = mobile, tx.Now(), tx.Now()
+		acc.SecurityQuestion = auth.SecurityQuestions[0]
+		acc.SecurityAnswerHash, _ = auth.HashSecret("bello", fastArgon)
+		acc.Email = username + "@example.org"
+		a = acc
+		return tx.UpdateAccount(ctx, acc)
+	})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return a
+}
+
+// loginMTAN runs a full login with password and mTAN.
+func (e *env) loginMTAN(username, password, mobile string) auth.LoginResult {
+	e.t.Helper()
+	ctx := context.Background()
+	r, err := e.svc.Login(ctx, meta, e.kasse.ID, username, password, "")
+	if err != nil {
+		e.t.Fatalf("login: %v", err)
+	}
+	if r.Stage != auth.StageSecondFactor {
+		e.t.Fatalf("stage %q after password", r.Stage)
+	}
+	if !r.MTANSent {
+		if r, err = e.svc.ResendLoginMTAN(ctx, meta, r.Token); err != nil {
+			e.t.Fatal(err)
+		}
+	}
+	done, err := e.svc.LoginSecondFactor(ctx, meta, r.Token, "mtan", e.lastCode(mobile), "")
+	if err != nil {
+		e.t.Fatalf("second factor: %v", err)
+	}
+	return done
+}
+
+var meta = auth.Meta{ClientAddr: "192.0.2.10", RequestID: "req-test"}

@@ -126,3 +126,13 @@ func (t authTx) DeleteExpiredSessions(ctx context.Context, now time.Time) (int, 
 	n, _ := res.RowsAffected()
 	return int(n), nil
 }
+
+func (a authStore) Kassen(ctx context.Context) ([]kasse.Kasse, error) { return a.s.Kassen(ctx) }
+
+func (a authStore) PersonByKVNR(ctx context.Context, tenantID, kvnr string) (kasse.Person, error) {
+	return a.s.PersonByKVNR(ctx, tenantID, kvnr)
+}
+
+func (a authStore) Person(ctx context.Context, tenantID, id string) (kasse.Person, error) {
+	return a.s.Person(ctx, tenantID, id)
+}

@@ -1,0 +1,283 @@
+package auth
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"postbox/audit"
+)
+
+// Step-up (seed 000): changing personal data, contact data or devices needs
+// a security code (mTAN or app) entered in this session within
+// Options.StepUpWindow.
+
+// RequestStepUpMTAN sends a security code by SMS for a step-up.
+func (s *Service) RequestStepUpMTAN(ctx context.Context, m Meta, sess Session) (string, error) {
+	var sms []pendingSMS
+	var hint string
+	err := s.inTx(ctx, func(tx Tx) error {
+		a, k, err := s.sessionAccount(ctx, tx, sess)
+		if err != nil {
+			return err
+		}
+		if a.Mobile == "" || a.MobileConfirmedAt.IsZero() {
+			return ErrNoSecondFactor
+		}
+		code, err := s.issueMTAN(ctx, tx, a, CodeStepUp)
+		if err != nil {
+			return err
+		}
+		sms, hint = append(sms, pendingSMS{a.Mobile, smsText(k.Name, CodeStepUp, code)}), MaskMobile(a.Mobile)
+		return nil
+	})
+	if err != nil {
+		return "", err
+	}
+	return hint, s.sendSMS(ctx, sms...)
+}
+
+// StepUp checks a security code ("mtan" or "totp") and marks the session
+// fresh for sensitive changes.
+func (s *Service) StepUp(ctx context.Context, m Meta, sess Session, method, code string) error {
+	if err := s.hit(ctx, "code-acct", s.opts.RateLimits.CodePerAccount, sess.TenantID, sess.AccountID); err != nil {
+		return err
+	}
+	return s.inTx(ctx, func(tx Tx) error {
+		a, _, err := s.sessionAccount(ctx, tx, sess)
+		if err != nil {
+			return err
+		}
+		var ok bool
+		switch method {
+		case "mtan":
+			ok, err = s.checkMTAN(ctx, tx, a, CodeStepUp, code)
+		case "totp":
+			ok, err = s.verifyTOTP(ctx, tx, a, code)
+		default:
+			return FieldErrors{{Field: "method", Message: "Bitte wählen Sie mTAN oder Authenticator-App."}}
+		}
+		if err != nil {
+			return err
+		}
+		outcome := audit.OutcomeSuccess
+		if !ok {
+			outcome = audit.OutcomeFailure
+		}
+		if err := s.record(ctx, tx, m, audit.Event{TenantID: a.TenantID, ActorID: a.ID, ActorRole: string(a.Role),
+			Type: "auth.stepup", SubjectType: "session", SubjectID: sess.ID, Outcome: outcome, Details: fmt.Sprintf(`{"method":%q}`, method)}); err != nil {
+			return err
+		}
+		if !ok {
+			return errCommit{ErrCodeInvalid}
+		}
+		sess.StepUpAt = tx.Now()
+		return tx.UpdateSession(ctx, sess)
+	})
+}
+
+// RequestMobileChange starts a change of the mTAN number (seed 004: the
+// mTAN cannot be switched off, the number can be changed): a code goes to
+// the old and one to the new number; ConfirmMobileChange needs both.
+func (s *Service) RequestMobileChange(ctx context.Context, m Meta, sess Session, newMobile string) error {
+	mobile, err := NormalizeMobile(newMobile)
+	if err != nil {
+		return FieldErrors{err.(*FieldError)}
+	}
+	var sms []pendingSMS
+	err = s.inTx(ctx, func(tx Tx) error {
+		a, k, err := s.sessionAccount(ctx, tx, sess)
+		if err != nil {
+			return err
+		}
+		if !s.stepUpFresh(sess, tx.Now()) {
+			return ErrStepUpRequired
+		}
+		if mobile == a.Mobile {
+			return FieldErrors{{Field: "mobile", Message: "Das ist bereits Ihre hinterlegte Mobilnummer."}}
+		}
+		a.MobilePending = mobile
+		if err := tx.UpdateAccount(ctx, a); err != nil {
+			return err
+		}
+		if a.Mobile != "" && !a.MobileConfirmedAt.IsZero() {
+			code, err := s.issueMTAN(ctx, tx, a, CodeMobileOld)
+			if err != nil {
+				return err
+			}
+			sms = append(sms, pendingSMS{a.Mobile, smsText(k.Name, CodeMobileOld, code)})
+		}
+		code, err := s.issueMTAN(ctx, tx, a, CodeMobileNew)
+		if err != nil {
+			return err
+		}
+		sms = append(sms, pendingSMS{mobile, smsText(k.Name, CodeMobileNew, code)})
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	return s.sendSMS(ctx, sms...)
+}
+
+// ConfirmMobileChange switches to the new number when both codes are right.
+func (s *Service) ConfirmMobileChange(ctx context.Context, m Meta, sess Session, codeOld, codeNew string) error {
+	if err := s.hit(ctx, "code-acct", s.opts.RateLimits.CodePerAccount, sess.TenantID, sess.AccountID); err != nil {
+		return err
+	}
+	return s.inTx(ctx, func(tx Tx) error {
+		a, _, err := s.sessionAccount(ctx, tx, sess)
+		if err != nil {
+			return err
+		}
+		if a.MobilePending == "" {
+			return ErrCodeInvalid
+		}
+		okOld := true
+		if a.Mobile != "" && !a.MobileConfirmedAt.IsZero() {
+			if okOld, err = s.checkMTAN(ctx, tx, a, CodeMobileOld, codeOld); err != nil {
+				return err
+			}
+		}
+		okNew, err := s.checkMTAN(ctx, tx, a, CodeMobileNew, codeNew)
+		if err != nil {
+			return err
+		}
+		if !okOld || !okNew {
+			return errCommit{ErrCodeInvalid}
+		}
+		now := tx.Now()
+		a.Mobile, a.MobilePending, a.MobileConfirmedAt = a.MobilePending, "", now
+		if err := tx.UpdateAccount(ctx, a); err != nil {
+			return err
+		}
+		return s.record(ctx, tx, m, audit.Event{TenantID: a.TenantID, ActorID: a.ID, ActorRole: string(a.Role),
+			Type: "auth.mobile.changed", SubjectType: "account", SubjectID: a.ID})
+	})
+}
+
+// ProfileUpdate changes contact and personal data; empty fields stay.
+type ProfileUpdate struct {
+	Email      string
+	Salutation string
+	GivenName  string
+	FamilyName string
+}
+
+// UpdateProfile changes personal or contact data (fresh security code
+// needed). Insured persons' names come from the Kasse's master data and
+// are not changed here (seed 004: name changes need a certificate).
+func (s *Service) UpdateProfile(ctx context.Context, m Meta, sess Session, u ProfileUpdate) error {
+	return s.inTx(ctx, func(tx Tx) error {
+		a, _, err := s.sessionAccount(ctx, tx, sess)
+		if err != nil {
+			return err
+		}
+		if !s.stepUpFresh(sess, tx.Now()) {
+			return ErrStepUpRequired
+		}
+		var changed []string
+		if u.Email != "" {
+			email, err := NormalizeEmail(u.Email)
+			if err != nil {
+				return FieldErrors{err.(*FieldError)}
+			}
+			if email != a.Email {
+				a.Email, changed = email, append(changed, "email")
+			}
+		}
+		if a.IsProvider() {
+			if u.Salutation != "" && u.Salutation != a.Salutation {
+				if !salutations[u.Salutation] {
+					return FieldErrors{{Field: "salutation", Message: "Bitte wählen Sie als Anrede Frau, Herr oder Divers."}}
+				}
+				a.Salutation, changed = u.Salutation, append(changed, "salutation")
+			}
+			if g := strings.TrimSpace(u.GivenName); g != "" && g != a.GivenName {
+				a.GivenName, changed = g, append(changed, "given_name")
+			}
+			if f := strings.TrimSpace(u.FamilyName); f != "" && f != a.FamilyName {
+				a.FamilyName, changed = f, append(changed, "family_name")
+			}
+			a.DisplayName = a.GivenName + " " + a.FamilyName
+		} else if u.GivenName != "" || u.FamilyName != "" || u.Salutation != "" {
+			return FieldErrors{{Field: "name", Message: "Namensänderungen nehmen wir mit einem amtlichen Nachweis entgegen (z. B. Heiratsurkunde). Bitte senden Sie ihn uns über Ihr Postfach."}}
+		}
+		if len(changed) == 0 {
+			return nil
+		}
+		if err := tx.UpdateAccount(ctx, a); err != nil {
+			return err
+		}
+		fields, _ := json.Marshal(changed)
+		return s.record(ctx, tx, m, audit.Event{TenantID: a.TenantID, ActorID: a.ID, ActorRole: string(a.Role),
+			Type: "auth.profile.changed", SubjectType: "account", SubjectID: a.ID, Details: `{"fields":` + string(fields) + `}`})
+	})
+}
+
+// ChangeSecurityQuestion replaces the security question (fresh code needed).
+func (s *Service) ChangeSecurityQuestion(ctx context.Context, m Meta, sess Session, question, answer string) error {
+	hash, err := s.securityAnswerHash(question, answer)
+	if err != nil {
+		return err
+	}
+	return s.inTx(ctx, func(tx Tx) error {
+		a, _, err := s.sessionAccount(ctx, tx, sess)
+		if err != nil {
+			return err
+		}
+		if !s.stepUpFresh(sess, tx.Now()) {
+			return ErrStepUpRequired
+		}
+		a.SecurityQuestion, a.SecurityAnswerHash = question, hash
+		if err := tx.UpdateAccount(ctx, a); err != nil {
+			return err
+		}
+		return s.record(ctx, tx, m, audit.Event{TenantID: a.TenantID, ActorID: a.ID, ActorRole: string(a.Role),
+			Type: "auth.security_question.set", SubjectType: "account", SubjectID: a.ID})
+	})
+}
+
+// AccountView is "Mein Konto".
+type AccountView struct {
+	ID               string
+	Username         string
+	Role             Role
+	DisplayName      string
+	Email            string
+	MobileHint       string
+	MobilePending    bool
+	SecurityQuestion string
+	ConsentVersion   string
+	ConsentAt        time.Time
+	PasswordChanged  time.Time
+	StepUpValidUntil time.Time // zero: a security code is needed for changes
+}
+
+// Me returns the session's own account.
+func (s *Service) Me(ctx context.Context, sess Session) (AccountView, error) {
+	var v AccountView
+	err := s.store.InTx(ctx, func(tx Tx) error {
+		a, _, err := s.sessionAccount(ctx, tx, sess)
+		if err != nil {
+			return err
+		}
+		v = AccountView{ID: a.ID, Username: a.Username, Role: a.Role, DisplayName: a.DisplayName, Email: a.Email,
+			MobilePending: a.MobilePending != "", SecurityQuestion: a.SecurityQuestion, ConsentVersion: a.ConsentVersion,
+			ConsentAt: a.ConsentAt, PasswordChanged: a.PasswordChangedAt}
+		if a.Mobile != "" {
+			v.MobileHint = MaskMobile(a.Mobile)
+		}
+		if s.stepUpFresh(sess, tx.Now()) {
+			v.StepUpValidUntil = sess.StepUpAt.Add(s.opts.StepUpWindow)
+		}
+		return nil
+	})
+	if errors.Is(err, ErrAccountNotFound) {
+		return v, ErrNoSession
+	}
+	return v, err
+}
