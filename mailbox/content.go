@@ -33,6 +33,9 @@ const SniffLen = 512
 // MagicCheck is the fallback ContentCheck when none is wired: it knows the
 // default document types (PDF, JPEG, PNG, TIFF, HEIF) by their signatures.
 func MagicCheck(head []byte, _ string, allowed []string) (string, error) {
+	if len(head) == 0 {
+		return "", invalid("datei", "Die Datei ist leer.")
+	}
 	t := magicType(head)
 	if t == "" || !slices.Contains(allowed, t) {
 		return t, invalid("datei", "Dieser Dateityp ist nicht erlaubt. Erlaubt sind: %s.", typeNames(allowed))

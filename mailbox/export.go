@@ -42,28 +42,32 @@ gleichen Namens mit der Endung "_anlagen".
 Bitte bewahren Sie diese Datei sicher auf: sie enthält persönliche Daten.
 `
 
-// Export writes the owner's whole Postfach (inbox and archive) as a ZIP to
-// w: each message as a .txt file with headers, each attachment streamed
-// from the blob store. Nothing is held in memory beyond one copy buffer.
-// The export is audited before the first byte is written.
-func (s *Service) Export(ctx context.Context, a Actor, w io.Writer) error {
+// ExportWriter writes an export prepared by Export.
+type ExportWriter func(ctx context.Context, w io.Writer) error
+
+// Export prepares the owner's whole Postfach (inbox and archive) as a ZIP:
+// access is checked and the export audited now, before any byte goes out;
+// the returned writer then streams each message as a .txt file with
+// headers and each attachment from the blob store, holding nothing in
+// memory beyond one copy buffer.
+func (s *Service) Export(ctx context.Context, a Actor) (ExportWriter, error) {
 	v, err := a.viewer()
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if v.Side != SideOwner {
-		return ErrNotAllowed
+		return nil, ErrNotAllowed
 	}
 	k, err := s.Store.Kasse(ctx, a.TenantID)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	var threads []Thread
 	f := Filter{Archive: ArchiveAll, Limit: 200}
 	for {
 		page, err := s.Store.Threads(ctx, v, f)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		threads = append(threads, page...)
 		if len(page) < f.Limit {
@@ -76,8 +80,12 @@ func (s *Service) Export(ctx context.Context, a Actor, w io.Writer) error {
 		_, err := tx.RecordEvent(ctx, a.event("mailbox.exported", "postfach", v.OwnerID, map[string]any{"threads": len(threads)}))
 		return err
 	}); err != nil {
-		return err
+		return nil, err
 	}
+	return func(ctx context.Context, w io.Writer) error { return s.writeExport(ctx, w, v, k.Name, threads) }, nil
+}
+
+func (s *Service) writeExport(ctx context.Context, w io.Writer, v Viewer, kasseName string, threads []Thread) error {
 	zw := zip.NewWriter(w)
 	if err := writeEntry(zw, "Postfach/LIESMICH.txt", time.Now(), strings.NewReader(exportReadme)); err != nil {
 		return err
@@ -91,7 +99,7 @@ func (s *Service) Export(ctx context.Context, a Actor, w io.Writer) error {
 		}
 		for i, m := range msgs {
 			base := fmt.Sprintf("Postfach/%s/%03d_%s", dir, i+1, m.CreatedAt.In(berlin).Format("2006-01-02_15-04"))
-			if err := writeMessage(zw, base+".txt", k.Name, th, m); err != nil {
+			if err := writeMessage(zw, base+".txt", kasseName, th, m); err != nil {
 				return err
 			}
 			names := map[string]bool{}

@@ -636,9 +636,6 @@ func (s *Service) Upload(ctx context.Context, a Actor, fileName string, r io.Rea
 	if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, bufio.ErrBufferFull) {
 		return Upload{}, fmt.Errorf("read upload: %w", err)
 	}
-	if len(head) == 0 {
-		return Upload{}, invalid("datei", "Die Datei ist leer.")
-	}
 	ctype, err := s.check()(head, fileName, k.Settings.AllowedFileTypes)
 	if err != nil {
 		s.auditRejected(ctx, a, "type")

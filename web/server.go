@@ -65,6 +65,11 @@ func New(opts Options) *Server {
 		WriteTimeout:      5 * time.Minute,
 		IdleTimeout:       2 * time.Minute,
 		ErrorHandler:      s.handleError,
+
+		// Multipart bodies (Postfach attachments) are read part by part by
+		// their handler; fasthttp's pre-parse would buffer them whole.
+		DisablePreParseMultipartForm: true,
+
 		// The portal sits behind a reverse proxy in production; the client
 		// address is only ever stored as a keyed hash.
 		ProxyHeader: "",
