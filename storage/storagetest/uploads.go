@@ -293,7 +293,10 @@ func testUploads(t *testing.T, newStore func(t *testing.T) (*sqldb.Store, []sqld
 		if len(final) != 2 || final[0].BlobKey != clean.BlobKey || final[0].Size() != 10 || final[0].SHA256 != "ab12" || final[1].Status != intake.StatusFinal {
 			t.Fatalf("final: %+v", final)
 		}
-		err := s.InTx(ctx, func(tx *sqldb.Tx) error { _, err := tx.MarkUploadsFinal(ctx, k.ID, p.ID, []string{clean.ID}); return err })
+		err := s.InTx(ctx, func(tx *sqldb.Tx) error {
+			_, err := tx.MarkUploadsFinal(ctx, k.ID, p.ID, []string{clean.ID})
+			return err
+		})
 		if !errors.Is(err, intake.ErrUploadAlreadyFinal) {
 			t.Fatalf("second submission of the same upload: %v", err)
 		}
