@@ -151,10 +151,19 @@ func (p IssuedPIN) Letter(baseURL string) Letter {
 // ErrUnknownPerson is returned when the tenant has no person with the KVNR.
 var ErrUnknownPerson = errors.New("no person with this KVNR")
 
+// ErrNotAllowed is returned when the actor's role may not do this.
+var ErrNotAllowed = errors.New("not allowed for this role")
+
+// RoleBatch is the actor role of PINs issued by a batch (postbox pin issue).
+const RoleBatch auth.Role = "batch"
+
 // Issue creates a PIN for a person of the actor's tenant. Other PINs of the
 // person stay valid; a new letter also clears the failed-login counter of
 // the KVNR, since the lock message asks the person to get one.
 func (s *PINService) Issue(ctx context.Context, a Actor, req IssueRequest) (IssuedPIN, error) {
+	if !a.Has(auth.RoleCaseworker, auth.RoleTeamLead, RoleBatch) || a.TenantID == "" {
+		return IssuedPIN{}, ErrNotAllowed
+	}
 	kvnr := NormalizeKVNR(req.KVNR)
 	problems := map[string]string{}
 	if kasse.ValidateKVNR(kvnr) != nil {

@@ -354,6 +354,13 @@ func testIntake(t *testing.T, newStore func(t *testing.T) (*sqldb.Store, []sqldb
 		if !errors.As(err, &ie) || len(ie.Fields) != 3 {
 			t.Fatalf("issue with three bad fields: %v", err)
 		}
+		for _, role := range []auth.Role{auth.RoleInsured, auth.RoleAuditor, auth.RoleKasseAdmin, ""} {
+			a := w.worker
+			a.Role = role
+			if _, err := w.svc.Issue(ctx, a, intake.IssueRequest{KVNR: w.erika.KVNR, CaseType: "krankengeld", RequestText: "x"}); !errors.Is(err, intake.ErrNotAllowed) {
+				t.Fatalf("role %q issued a PIN: %v", role, err)
+			}
+		}
 		other := w.worker
 		other.TenantID = newKasse().ID
 		if _, err := w.svc.Issue(ctx, other, intake.IssueRequest{KVNR: w.erika.KVNR, CaseType: "krankengeld", RequestText: "x"}); err == nil {
