@@ -215,7 +215,9 @@ func TestPINLoginAnswersOverHTTP(t *testing.T) {
 			}},
 		{name: "letter older than 60 days: 401 with its own message", wantStatus: 401, wantType: "pin-expired", wantDetail: "älter als 60 Tage",
 			prepare: func(d *pinDesk) { d.clock.Add(61 * 24 * time.Hour) },
-			body:    func(d *pinDesk, pin string) any { return map[string]string{"kasse": d.kasse.ID, "kvnr": d.erika.KVNR, "pin": pin} }},
+			body: func(d *pinDesk, pin string) any {
+				return map[string]string{"kasse": d.kasse.ID, "kvnr": d.erika.KVNR, "pin": pin}
+			}},
 		{name: "locked after five wrong entries: 423", wantStatus: 423, wantType: "pin-locked", wantDetail: "neuen Brief",
 			prepare: func(d *pinDesk) {
 				for i := 0; i < 5; i++ {
@@ -223,11 +225,17 @@ func TestPINLoginAnswersOverHTTP(t *testing.T) {
 						header: map[string]string{"X-Forwarded-For": "ignored"}})
 				}
 			},
-			body: func(d *pinDesk, pin string) any { return map[string]string{"kasse": d.kasse.ID, "kvnr": d.erika.KVNR, "pin": pin} }},
+			body: func(d *pinDesk, pin string) any {
+				return map[string]string{"kasse": d.kasse.ID, "kvnr": d.erika.KVNR, "pin": pin}
+			}},
 		{name: "unknown Kasse: 404", wantStatus: 404, wantType: "kasse-unbekannt",
-			body: func(d *pinDesk, pin string) any { return map[string]string{"kasse": "nope", "kvnr": d.erika.KVNR, "pin": pin} }},
+			body: func(d *pinDesk, pin string) any {
+				return map[string]string{"kasse": "nope", "kvnr": d.erika.KVNR, "pin": pin}
+			}},
 		{name: "foreign Origin: 403", wantStatus: 403, wantType: "fremde-herkunft", header: map[string]string{"Origin": "https://evil.example"},
-			body: func(d *pinDesk, pin string) any { return map[string]string{"kasse": d.kasse.ID, "kvnr": d.erika.KVNR, "pin": pin} }},
+			body: func(d *pinDesk, pin string) any {
+				return map[string]string{"kasse": d.kasse.ID, "kvnr": d.erika.KVNR, "pin": pin}
+			}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			d := newPINDesk(t, false)
