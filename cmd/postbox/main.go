@@ -19,6 +19,8 @@ Usage:
   postbox serve [--demo] [settings]   run the portal (no settings: embedded default in ./data)
   postbox migrate [settings]          apply database migrations and exit
   postbox audit verify --kasse ID     recompute a Kasse's audit hash chain
+  postbox pin issue --kasse ID --kvnr KVNR --type ANLIEGEN --text TEXT --out FILE [--print-pin]
+                                      issue an Einmal-PIN and write its letter (PDF)
   postbox config                      print the settings table (Markdown)
 
 Settings are flags or POSTBOX_* environment variables; "postbox serve -h" lists them.
@@ -44,6 +46,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		err = cmdMigrate(ctx, args[1:], getenv, stdout)
 	case "audit":
 		err = cmdAudit(ctx, args[1:], getenv, stdout)
+	case "pin":
+		err = cmdPin(ctx, args[1:], getenv, stdout)
 	case "config":
 		fmt.Fprint(stdout, configTable())
 	case "help", "-h", "--help":

@@ -57,9 +57,12 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 	registerOutboxMetrics(reg, a)
 	srv := web.New(web.Options{Checks: a.checks, Registry: reg, Logger: log, HSTS: strings.HasPrefix(cfg.BaseURL, "https://")})
 	srv.UseSessions(a.auth, web.SessionOptions{Secure: cfg.SecureCookies}) // before every route that needs a login
+	mountPINIntake(srv, a)                                                 // before the upload routes: logs PIN sessions in
 	if _, err := web.MountUI(srv, web.UIOptions{Kassen: a.db, Sessions: a.auth, Logger: log}); err != nil {
 		return err
 	}
+	web.MountAuth(srv.App(), a.auth) // /api/auth/..., /api/account/...
+	pf := mountPostfach(srv, a) // Postfach API; its notifier worker and retention start below
 
 	workCtx, stopWork := context.WithCancel(context.Background())
 	var workers sync.WaitGroup
@@ -68,6 +71,9 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 		defer workers.Done()
 		(&audit.Shipper{Outbox: a.db, Store: a.events, Interval: cfg.EventShipInterval, Logger: log}).Run(workCtx)
 	}()
+	pf.start(workCtx, &workers)
+	workers.Add(1)
+	go func() { defer workers.Done(); runAuthCleanup(workCtx, a) }()
 
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
