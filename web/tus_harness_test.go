@@ -84,6 +84,12 @@ func withScanner(s intake.Scanner) fixtureOption {
 	return func(cfg *intake.TusConfig, _ *kasse.Settings) { cfg.Scanner = s }
 }
 
+// withLifetime shortens how long unfinished uploads live, so an expiry
+// test does not expire the rows of other tests in a shared database.
+func withLifetime(d time.Duration) fixtureOption {
+	return func(cfg *intake.TusConfig, _ *kasse.Settings) { cfg.Lifetime = d }
+}
+
 func withSettings(fn func(s *kasse.Settings)) fixtureOption {
 	return func(_ *intake.TusConfig, s *kasse.Settings) { fn(s) }
 }
