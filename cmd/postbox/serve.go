@@ -61,8 +61,6 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 	if _, err := web.MountUI(srv, web.UIOptions{Kassen: a.db, Sessions: a.auth, Logger: log}); err != nil {
 		return err
 	}
-	web.MountAuth(srv.App(), a.auth) // /api/auth/..., /api/account/...
-	pf := mountPostfach(srv, a) // Postfach API; its notifier worker and retention start below
 
 	workCtx, stopWork := context.WithCancel(context.Background())
 	var workers sync.WaitGroup
@@ -71,9 +69,6 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 		defer workers.Done()
 		(&audit.Shipper{Outbox: a.db, Store: a.events, Interval: cfg.EventShipInterval, Logger: log}).Run(workCtx)
 	}()
-	pf.start(workCtx, &workers)
-	workers.Add(1)
-	go func() { defer workers.Done(); runAuthCleanup(workCtx, a) }()
 
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
