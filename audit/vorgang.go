@@ -3,6 +3,7 @@ package audit
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -84,17 +85,50 @@ var transitions = map[Status][]Status{
 // ErrTransition is returned for a status change the model forbids.
 var ErrTransition = errors.New("status change not allowed")
 
-// CheckTransition says whether a Vorgang may move from one status to another.
+// TransitionError is a status change the model forbids. It matches
+// ErrTransition with errors.Is; German is the message for the user.
+type TransitionError struct {
+	From, To Status
+}
+
+func (e *TransitionError) Error() string {
+	if e.To.Label() == "" {
+		return fmt.Sprintf("%s: unknown status %q", ErrTransition, e.To)
+	}
+	return fmt.Sprintf("%s: von „%s“ nach „%s“", ErrTransition, e.From.Label(), e.To.Label())
+}
+
+func (e *TransitionError) Is(target error) bool { return target == ErrTransition }
+
+// German explains the refusal to a caseworker, naming the allowed steps.
+func (e *TransitionError) German() string {
+	if e.To.Label() == "" {
+		return fmt.Sprintf("Der Status „%s“ ist unbekannt.", e.To)
+	}
+	next := e.From.Next()
+	if len(next) == 0 {
+		return fmt.Sprintf("Ein Vorgang im Status „%s“ kann nicht mehr geändert werden.", e.From.Label())
+	}
+	labels := make([]string, len(next))
+	for i, s := range next {
+		labels[i] = "„" + s.Label() + "“"
+	}
+	return fmt.Sprintf("Der Status kann nicht von „%s“ nach „%s“ wechseln. Erlaubt ist: %s.",
+		e.From.Label(), e.To.Label(), strings.Join(labels, " oder "))
+}
+
+// CheckTransition says whether a Vorgang may move from one status to
+// another; a refusal is a *TransitionError.
 func CheckTransition(from, to Status) error {
 	if to.Label() == "" {
-		return fmt.Errorf("%w: unknown status %q", ErrTransition, to)
+		return &TransitionError{From: from, To: to}
 	}
 	for _, allowed := range transitions[from] {
 		if allowed == to {
 			return nil
 		}
 	}
-	return fmt.Errorf("%w: von „%s“ nach „%s“", ErrTransition, from.Label(), to.Label())
+	return &TransitionError{From: from, To: to}
 }
 
 // Next lists the statuses a Vorgang in status s may move to.

@@ -33,6 +33,10 @@ func (t *Tx) RecordEvent(ctx context.Context, e audit.Event) (audit.Event, error
 	if e.Details == "" {
 		e.Details = "{}"
 	}
+	// The one door into the audit trail refuses content and personal data.
+	if err := audit.CheckEvent(e); err != nil {
+		return e, fmt.Errorf("record audit event %q: %w", e.Type, err)
+	}
 	if _, err := t.exec(ctx, `INSERT INTO audit_chain_heads (tenant_id, seq, hash) VALUES ($1, 0, '') ON CONFLICT (tenant_id) DO NOTHING`, e.TenantID); err != nil {
 		return e, fmt.Errorf("chain head: %w", err)
 	}
