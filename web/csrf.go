@@ -25,8 +25,14 @@ func presentedCSRF(c *fiber.Ctx) string {
 		return h
 	}
 	ct := strings.ToLower(c.Get(fiber.HeaderContentType))
-	if strings.HasPrefix(ct, fiber.MIMEApplicationForm) || strings.HasPrefix(ct, fiber.MIMEMultipartForm) {
-		return c.FormValue("_csrf")
+	switch {
+	case strings.HasPrefix(ct, fiber.MIMEApplicationForm):
+		return string(c.Request().PostArgs().Peek("_csrf"))
+	case strings.HasPrefix(ct, fiber.MIMEMultipartForm):
+		// Multipart bodies are streamed by their handler (the server does
+		// not pre-parse them), so a plain HTML upload form carries the token
+		// in its action URL: <form action="/x?_csrf=..." enctype="multipart/form-data">.
+		return c.Query("_csrf")
 	}
 	return ""
 }

@@ -20,7 +20,8 @@ package web
 //
 // CSRF: every POST/PUT/PATCH/DELETE that carries a valid session cookie must
 // send the session's token in the header X-CSRF-Token or, for HTML forms, in
-// the hidden field _csrf (form-urlencoded or multipart). Get it with
+// the hidden field _csrf (form-urlencoded; multipart forms put ?_csrf=… in
+// their action URL, because their body is streamed, not pre-parsed). Get it with
 // web.CSRFTokenOf(c) when rendering a form; JSON clients get it from
 // GET /api/auth/session and from every login step's answer. Uploads should
 // send the header: reading a form field parses the body.

@@ -1,7 +1,9 @@
 package main
 
 import (
+	"context"
 	"path/filepath"
+	"time"
 
 	"postbox/auth"
 )
@@ -32,4 +34,23 @@ func newAuthService(a *app) (*auth.Service, error) {
 		Key: a.keys.auth, ClientAddrKey: a.keys.clientAddr, SMS: sms, Letters: letters,
 		BaseURL: a.cfg.BaseURL, Logger: a.log,
 	})
+}
+
+// runAuthCleanup deletes expired registrations, sessions and rate limit
+// windows every 10 minutes until ctx ends.
+func runAuthCleanup(ctx context.Context, a *app) {
+	t := time.NewTicker(10 * time.Minute)
+	defer t.Stop()
+	for {
+		if n, err := a.auth.Cleanup(ctx); err != nil && ctx.Err() == nil {
+			a.log.Warn("auth cleanup failed", "err", err)
+		} else if n > 0 {
+			a.log.Info("expired registrations deleted", "count", n)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }
