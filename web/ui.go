@@ -45,6 +45,9 @@ type UIOptions struct {
 	Sessions interface {
 		EndSession(ctx context.Context, token string) error
 	}
+	// PIN is the Einmal-PIN desk (web/intake_pin.go): its service, cookie
+	// and client hash serve the PIN pages.
+	PIN *PINIntake
 	// ClientHash is the keyed hash of the client address for audit events.
 	ClientHash func(c *fiber.Ctx) string
 	Logger     *slog.Logger
@@ -70,6 +73,7 @@ func MountUI(s *Server, o UIOptions) (*UI, error) {
 	app.Get("/", u.home)
 	app.Get("/barrierefreiheit", u.accessibility)
 	app.Post("/abmelden", u.logout)
+	u.mountPIN(app)
 	return u, nil
 }
 
@@ -247,7 +251,10 @@ func (u *UI) setTenant(c *fiber.Ctx, v *view, tenantID string) {
 // notices are the fixed success messages a redirect may ask for; the query
 // carries only the key, never user text.
 var notices = map[string]string{
-	"abgemeldet": "Sie haben sich abgemeldet. Schließen Sie zum Schutz Ihrer Daten auch das Browserfenster, wenn Sie ein fremdes Gerät benutzen.",
+	"abgemeldet":          "Sie haben sich abgemeldet. Schließen Sie zum Schutz Ihrer Daten auch das Browserfenster, wenn Sie ein fremdes Gerät benutzen.",
+	"pin-abgemeldet":      "Sie haben sich abgemeldet. Ihre Eingaben und fertig hochgeladenen Dateien bleiben gespeichert; mit einer gültigen Einmal-PIN machen Sie später weiter.",
+	"pin-sitzung":         "Bitte melden Sie sich mit Ihrer Krankenversichertennummer und Ihrer Einmal-PIN an. Ihre Sitzung ist abgelaufen oder beendet.",
+	"entwurf-gespeichert": "Ihre Eingaben sind gespeichert. Sie können jederzeit weitermachen, auch nach einer erneuten Anmeldung mit einer gültigen PIN.",
 }
 
 func roleLabel(r auth.Role) string {

@@ -57,8 +57,8 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 	registerOutboxMetrics(reg, a)
 	srv := web.New(web.Options{Checks: a.checks, Registry: reg, Logger: log, HSTS: strings.HasPrefix(cfg.BaseURL, "https://")})
 	srv.UseSessions(a.auth, web.SessionOptions{Secure: cfg.SecureCookies}) // before every route that needs a login
-	mountPINIntake(srv, a)                                                 // before the upload routes: logs PIN sessions in
-	if _, err := web.MountUI(srv, web.UIOptions{Kassen: a.db, Sessions: a.auth, Logger: log}); err != nil {
+	desk := mountPINIntake(srv, a)                                         // before the upload routes: logs PIN sessions in
+	if _, err := web.MountUI(srv, web.UIOptions{Kassen: a.db, Sessions: a.auth, PIN: desk, Logger: log}); err != nil {
 		return err
 	}
 
