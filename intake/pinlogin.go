@@ -338,6 +338,27 @@ func (s *PINService) Login(ctx context.Context, req LoginRequest) (LoginResult, 
 			"die Ziffern 0 und 1 und die Buchstaben O, I und L kommen darin nicht vor.", PINLength)
 	}
 	if len(problems) > 0 {
+		// Costs no try, but is an attempt: audit it (when the Kasse exists).
+		err := s.Store.InPINTx(ctx, func(tx PINTx) error {
+			if _, err := tx.Kasse(ctx, req.TenantID); err != nil {
+				return err
+			}
+			actor := Actor{Principal: auth.Principal{TenantID: req.TenantID, Role: "anonymous"}, ClientHash: req.ClientHash, RequestID: req.RequestID}
+			fields := make([]string, 0, len(problems))
+			for f := range problems {
+				fields = append(fields, f)
+			}
+			sort.Strings(fields)
+			_, err := tx.RecordEvent(ctx, actor.event("intake.pin.login", "kvnr", "", audit.OutcomeFailure,
+				map[string]any{"reason": "malformed", "fields": fields}))
+			return err
+		})
+		if errors.Is(err, kasse.ErrNotFound) {
+			return LoginResult{}, ErrUnknownKasse
+		}
+		if err != nil {
+			return LoginResult{}, err
+		}
 		return LoginResult{}, &InputError{Fields: problems}
 	}
 	var (

@@ -247,6 +247,15 @@ func testIntake(t *testing.T, newStore func(t *testing.T) (*sqldb.Store, []sqldb
 		if !errors.As(err, &le) || le.TriesLeft != 4 {
 			t.Fatalf("first real wrong try: %v, want 4 tries left", err)
 		}
+		malformed := 0
+		for _, e := range pendingOf(t, w.s, w.kasse.ID) {
+			if e.Type == "intake.pin.login" && strings.Contains(e.Details, `"malformed"`) && e.Outcome == audit.OutcomeFailure && e.ClientHash == "client-a" {
+				malformed++
+			}
+		}
+		if malformed != 3 {
+			t.Fatalf("%d audit events for the 3 malformed attempts", malformed)
+		}
 	})
 
 	t.Run("five wrong entries lock every PIN of the person until a new letter", func(t *testing.T) {
