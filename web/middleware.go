@@ -62,13 +62,19 @@ func (s *Server) accessLog(c *fiber.Ctx) error {
 	if status >= 500 {
 		level = slog.LevelError
 	}
+	// Body() of a streamed response would drain the whole stream into
+	// memory before it is sent; a stream logs its declared length (-1).
+	bytesOut := c.Response().Header.ContentLength()
+	if !c.Response().IsBodyStream() {
+		bytesOut = len(c.Response().Body())
+	}
 	s.opts.Logger.LogAttrs(c.UserContext(), level, "request",
 		slog.String("request_id", RequestID(c)),
 		slog.String("method", c.Method()),
 		slog.String("route", route),
 		slog.Int("status", status),
 		slog.Float64("duration_ms", float64(d.Microseconds())/1000),
-		slog.Int("bytes_out", len(c.Response().Body())),
+		slog.Int("bytes_out", bytesOut),
 	)
 	return nil
 }
