@@ -21,13 +21,13 @@ type Maildev struct {
 
 // MaildevEmail is the part of maildev's JSON that callers look at.
 type MaildevEmail struct {
-	ID        string    `json:"id"`
-	Time      time.Time `json:"time"`
-	Subject   string    `json:"subject"`
-	Text      string    `json:"text"`
-	HTML      string    `json:"html"`
-	MessageID string    `json:"messageId"`
-	To        []struct {
+	ID      string                     `json:"id"`
+	Time    time.Time                  `json:"time"`
+	Subject string                     `json:"subject"`
+	Text    string                     `json:"text"`
+	HTML    string                     `json:"html"`
+	Headers map[string]json.RawMessage `json:"headers"`
+	To      []struct {
 		Address string `json:"address"`
 	} `json:"to"`
 	Attachments []json.RawMessage `json:"attachments"`
@@ -94,6 +94,15 @@ func (m *Maildev) Count(ctx context.Context) (int, error) {
 	return s.Total, nil
 }
 
+// MessageID is the mail's Message-ID header ("" if it has none).
+func (e MaildevEmail) MessageID() string {
+	var id string
+	if raw, ok := e.Headers["message-id"]; ok {
+		_ = json.Unmarshal(raw, &id)
+	}
+	return id
+}
+
 // Delivered reports whether maildev holds a mail with m's Message-ID.
 func (m *Maildev) Delivered(ctx context.Context, mail Mail) (bool, error) {
 	list, err := m.EmailsTo(ctx, mail.To)
@@ -102,7 +111,7 @@ func (m *Maildev) Delivered(ctx context.Context, mail Mail) (bool, error) {
 	}
 	want := strings.Trim(mail.MessageID, "<>")
 	for _, e := range list {
-		if strings.Trim(e.MessageID, "<>") == want {
+		if strings.Trim(e.MessageID(), "<>") == want {
 			return true, nil
 		}
 	}

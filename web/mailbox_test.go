@@ -68,6 +68,8 @@ type postfachWorld struct {
 
 const asHeader = "X-Test-As"
 
+var pfQuiet = slog.New(slog.NewTextHandler(io.Discard, nil))
+
 func newPostfachWorld(t *testing.T, store *sqldb.Store, bs intake.BlobStore) *postfachWorld {
 	t.Helper()
 	ctx := context.Background()
@@ -148,7 +150,7 @@ func newPostfachWorld(t *testing.T, store *sqldb.Store, bs intake.BlobStore) *po
 		Limits:       mailbox.Limits{MaxBodyRunes: 2000, MaxAttachments: 2},
 		NotifyWindow: 15 * time.Minute,
 	}
-	srv := web.New(web.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	srv := web.New(web.Options{Logger: pfQuiet})
 	srv.App().Use(func(c *fiber.Ctx) error {
 		if p, ok := w.as[c.Get(asHeader)]; ok {
 			web.SetPrincipal(c, p)
