@@ -63,9 +63,8 @@ type pinDesk struct {
 
 func newPINDesk(t *testing.T, secure bool) *pinDesk {
 	t.Helper()
-	ctx := context.Background()
 	dir := t.TempDir()
-	s, err := sqlite.Open(ctx, filepath.Join(dir, "postbox.db"))
+	s, err := sqlite.Open(context.Background(), filepath.Join(dir, "postbox.db"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -76,6 +75,15 @@ func newPINDesk(t *testing.T, secure bool) *pinDesk {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return newPINDeskOn(t, secure, s, blobs)
+}
+
+// newPINDeskOn builds the desk on a migrated store and a blob store.
+func newPINDeskOn(t *testing.T, secure bool, s *sqldb.Store, blobs intake.BlobStore) *pinDesk {
+	t.Helper()
+	ctx := context.Background()
+	key := make([]byte, 32)
+	rand.Read(key)
 	d := &pinDesk{t: t, store: s, blobs: blobs, clock: &pinClock{now: time.Date(2026, 11, 23, 9, 0, 0, 0, time.UTC)}, secure: secure}
 	s.SetClock(d.clock.Now)
 	d.svc = &intake.PINService{Store: s.PINIntake(), Hasher: intake.NewPINHasher(key), Blobs: blobs}
@@ -352,7 +360,12 @@ func (d *pinDesk) storeUpload(p kasse.Person, name string, content []byte) intak
 }
 
 func TestDraftSubmitAndDownloadOverHTTP(t *testing.T) {
-	d := newPINDesk(t, false)
+	testDraftSubmitAndDownload(t, newPINDesk(t, false))
+}
+
+// testDraftSubmitAndDownload is the whole flow of an insured person and a
+// caseworker, on whichever backends d runs.
+func testDraftSubmitAndDownload(t *testing.T, d *pinDesk) {
 	pin := d.issue(d.erika, "krankengeld")
 	tok, csrf := d.login(d.erika.KVNR, pin)
 
