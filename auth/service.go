@@ -13,6 +13,7 @@ import (
 	"github.com/google/uuid"
 	"golang.org/x/crypto/hkdf"
 
+	"postbox/audit"
 	"postbox/kasse"
 )
 
@@ -23,8 +24,12 @@ type Options struct {
 	// Key (32 bytes, from the master key) derives the keys for code hashes
 	// and for sealing TOTP secrets.
 	Key []byte
-	// ClientAddrKey hashes client addresses for rate limits and audit events.
+	// ClientAddrKey hashes full client addresses for rate limit buckets.
 	ClientAddrKey []byte
+	// AuditHasher pseudonymises client addresses in audit events and
+	// sessions (network-truncated, keyed; the audit package's scheme).
+	// Default: audit.NewClientHasher(ClientAddrKey).
+	AuditHasher *audit.ClientHasher
 
 	// SessionIdle ends a session after this long without a request (30 min).
 	SessionIdle time.Duration
@@ -84,6 +89,9 @@ func NewService(store Store, opts Options) (*Service, error) {
 	if opts.Issuer == "" {
 		opts.Issuer = "Postfach"
 	}
+	if opts.AuditHasher == nil {
+		opts.AuditHasher = audit.NewClientHasher(opts.ClientAddrKey)
+	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
@@ -110,16 +118,9 @@ func derive(master []byte, purpose string) []byte {
 	return k
 }
 
-// ClientHash is the keyed hash of a client address used in audit events and
-// rate limit buckets; the address itself is never stored.
-func (s *Service) ClientHash(addr string) string {
-	if addr == "" {
-		return ""
-	}
-	m := hmac.New(sha256.New, s.opts.ClientAddrKey)
-	m.Write([]byte(addr))
-	return hex.EncodeToString(m.Sum(nil))[:32]
-}
+// ClientHash is the pseudonym of a client address in audit events and
+// sessions; the address itself is never stored.
+func (s *Service) ClientHash(addr string) string { return s.opts.AuditHasher.Hash(addr) }
 
 // keyed returns hex HMAC-SHA256 of the parts under key, separated so that
 // ("ab","c") and ("a","bc") differ.

@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"fmt"
+	"io"
 	"path/filepath"
 	"time"
 
@@ -52,5 +54,43 @@ func runAuthCleanup(ctx context.Context, a *app) {
 			return
 		case <-t.C:
 		}
+	}
+}
+
+// demoMobile is the demo insured person's mTAN number; the SMS are files in
+// DATA_DIR/sms.
+const demoMobile = "+4915100000001"
+
+// prepareDemoLogins gives every demo account a fresh authenticator device,
+// the insured person a confirmed mTAN number and the provider admin an
+// organisation, so each printed login works end to end.
+func prepareDemoLogins(ctx context.Context, a *app, d *demoData) error {
+	for i, l := range d.logins {
+		acc, err := a.db.AccountByUsername(ctx, demoKasseID, l.username)
+		if err != nil {
+			return err
+		}
+		mobile, org := "", ""
+		switch acc.Role {
+		case auth.RoleInsured:
+			mobile = demoMobile
+		case auth.RoleProviderAdmin, auth.RoleProviderUser:
+			org = "demo-praxis"
+		}
+		if d.logins[i].second, err = a.auth.PrepareDemoAccount(ctx, demoKasseID, acc.ID, mobile, org); err != nil {
+			return fmt.Errorf("demo second factor of %s: %w", l.username, err)
+		}
+	}
+	return nil
+}
+
+func printDemoSecondFactors(w io.Writer, d *demoData) {
+	fmt.Fprintf(w, "\nZweiter Faktor: jede otpauth-Adresse in eine Authenticator-App übernehmen (oder als QR-Code scannen).\n")
+	for _, l := range d.logins {
+		line := "- " + l.username + ": " + l.second.OTPAuthURI
+		if l.second.Mobile != "" {
+			line += "\n  (" + l.username + " auch per mTAN an " + l.second.Mobile + ": die SMS liegen als Dateien im Ordner sms des Datenverzeichnisses)"
+		}
+		fmt.Fprintln(w, line)
 	}
 }

@@ -24,6 +24,7 @@ type demoLogin struct {
 	role     string // German, as printed
 	username string
 	password string
+	second   auth.DemoLogin // second factor (prepareDemoLogins)
 }
 
 type demoData struct {
@@ -125,6 +126,10 @@ func seedDemo(ctx context.Context, a *app) (*demoData, error) {
 		d.logins = append(d.logins, demoLogin{role: acc.german, username: acc.username, password: pw})
 	}
 
+	if err := prepareDemoLogins(ctx, a, d); err != nil {
+		return nil, err
+	}
+
 	pin, err := intake.NewPIN()
 	if err != nil {
 		return nil, err
@@ -178,6 +183,7 @@ func (d *demoData) print(w io.Writer, baseURL string) {
 	for _, l := range d.logins {
 		fmt.Fprintf(w, "  %-26s %-10s %s\n", l.role, l.username, l.password)
 	}
+	printDemoSecondFactors(w, d)
 	fmt.Fprintf(w, "\nEinmal-PIN für %s %s (KVNR %s): %s — gültig bis %s\n",
 		d.person.GivenName, d.person.FamilyName, d.person.KVNR, intake.FormatPIN(d.pin), d.pinExpiry.Format("02.01.2006"))
 	fmt.Fprintf(w, "Portal: %s   Bereitschaft: %s/readyz\n\n", baseURL, baseURL)
