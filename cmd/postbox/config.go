@@ -46,6 +46,14 @@ type Config struct {
 	SMTPStartTLS bool
 	MailFrom     string
 
+	// Notifier and Postfach rules.
+	MailMaxAttempts        int
+	MailRetryBase          time.Duration
+	MailRetryMax           time.Duration
+	MailCoalesceWindow     time.Duration
+	PostfachMaxAttachments int
+	PostfachMaxText        int
+
 	EventShipInterval time.Duration
 
 	SMSGatewayURL string // http(s) URL the mTAN SMS are POSTed to; empty: files in DataDir/sms
@@ -181,6 +189,36 @@ func settings() []setting {
 			}
 			return nil
 		}},
+		{"mail-max-attempts", "POSTBOX_MAIL_MAX_ATTEMPTS", "10", "attempts per notification mail; then it is marked failed, audited and shown to caseworkers", func(c *Config, v string) error {
+			n, err := intIn(v, 1, 100)
+			c.MailMaxAttempts = n
+			return err
+		}},
+		{"mail-retry-base", "POSTBOX_MAIL_RETRY_BASE", "30s", "delay before the first retry of a notification mail; doubles per attempt, with jitter", func(c *Config, v string) error {
+			d, err := positiveDuration(v)
+			c.MailRetryBase = d
+			return err
+		}},
+		{"mail-retry-max", "POSTBOX_MAIL_RETRY_MAX", "1h", "longest delay between two attempts of a notification mail", func(c *Config, v string) error {
+			d, err := positiveDuration(v)
+			c.MailRetryMax = d
+			return err
+		}},
+		{"mail-coalesce-window", "POSTBOX_MAIL_COALESCE_WINDOW", "15m", "new messages for one person within this window produce one notification mail", func(c *Config, v string) error {
+			d, err := positiveDuration(v)
+			c.MailCoalesceWindow = d
+			return err
+		}},
+		{"postfach-max-attachments", "POSTBOX_POSTFACH_MAX_ATTACHMENTS", "5", "attachments per Postfach message", func(c *Config, v string) error {
+			n, err := intIn(v, 1, 50)
+			c.PostfachMaxAttachments = n
+			return err
+		}},
+		{"postfach-max-text", "POSTBOX_POSTFACH_MAX_TEXT", "5000", "characters per Postfach message text", func(c *Config, v string) error {
+			n, err := intIn(v, 100, 100000)
+			c.PostfachMaxText = n
+			return err
+		}},
 		{"event-ship-interval", "POSTBOX_EVENT_SHIP_INTERVAL", "1s", "how often audit events are shipped from the outbox to the event store", func(c *Config, v string) error {
 			d, err := positiveDuration(v)
 			c.EventShipInterval = d
@@ -283,6 +321,14 @@ func positiveDuration(v string) (time.Duration, error) {
 		return 0, errors.New("must be a positive duration like 30s or 5m")
 	}
 	return d, nil
+}
+
+func intIn(v string, lo, hi int) (int, error) {
+	n, err := strconv.Atoi(v)
+	if err != nil || n < lo || n > hi {
+		return 0, fmt.Errorf("must be a whole number from %d to %d", lo, hi)
+	}
+	return n, nil
 }
 
 func boolErr(err error) error {

@@ -61,6 +61,7 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 	if _, err := web.MountUI(srv, web.UIOptions{Kassen: a.db, Sessions: a.auth, PIN: desk, Logger: log}); err != nil {
 		return err
 	}
+	pf := mountPostfach(srv, a) // Postfach API; its notifier worker and retention start below
 	web.MountAuth(srv.App(), a.auth)
 
 	workCtx, stopWork := context.WithCancel(context.Background())
@@ -72,6 +73,7 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 	}()
 	workers.Add(1)
 	go func() { defer workers.Done(); runAuthCleanup(workCtx, a) }()
+	pf.start(workCtx, &workers)
 
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
