@@ -487,10 +487,40 @@ func (s *PINService) Login(ctx context.Context, req LoginRequest) (LoginResult, 
 	if err != nil {
 		return LoginResult{}, err
 	}
+	if sometimes(purgeEvery) {
+		_, _ = s.PurgeStale(ctx) // housekeeping; a failure is retried by a later login
+	}
 	if refusal != nil {
 		return LoginResult{}, refusal
 	}
 	return res, nil
+}
+
+// PurgeStale removes what login attempts leave behind once it cannot matter
+// any more: rate-limit windows older than a day, zero counters older than a
+// day, any failure counter untouched for 400 days (longer than a PIN can
+// live, so every PIN it locked has expired), and sessions past their
+// absolute limit (plus the window in which a submission retry is answered).
+// Login calls it now and then, so every replica helps and none is needed.
+func (s *PINService) PurgeStale(ctx context.Context) (int64, error) {
+	var n int64
+	err := s.Store.InPINTx(ctx, func(tx PINTx) error {
+		now := tx.Now()
+		var err error
+		n, err = tx.PurgeStale(ctx, now.Add(-24*time.Hour), now.Add(-24*time.Hour), now.Add(-400*24*time.Hour), now.Add(-SessionAbsolute-time.Hour))
+		return err
+	})
+	return n, err
+}
+
+// purgeEvery is how many logins on average run PurgeStale.
+const purgeEvery = 64
+
+// sometimes reports true for about one call in n (n divides 256).
+func sometimes(n int) bool {
+	var b [1]byte
+	_, err := rand.Read(b[:])
+	return err == nil && int(b[0])%n == 0
 }
 
 func (s *PINService) limit() int {

@@ -46,6 +46,12 @@ type PINTx interface {
 	// hits so far in the current window and when that window started.
 	HitRateLimit(ctx context.Context, bucket, keyHash string, window time.Duration, now time.Time) (hits int, windowStart time.Time, err error)
 
+	// PurgeStale deletes rate-limit windows started before windowsBefore,
+	// failure counters at zero last touched before zeroBefore, any counter
+	// last touched before countersBefore, and sessions created before
+	// sessionsBefore.
+	PurgeStale(ctx context.Context, windowsBefore, zeroBefore, countersBefore, sessionsBefore time.Time) (int64, error)
+
 	CreatePINSession(ctx context.Context, s PINSession) error
 	// PINSessionByHash returns ErrPINSessionNotFound for an unknown id.
 	PINSessionByHash(ctx context.Context, idHash string) (PINSession, error)

@@ -222,3 +222,24 @@ func (t pinTx) PurgePINSessions(ctx context.Context, tenantID, personID string, 
 	}
 	return nil
 }
+
+func (t pinTx) PurgeStale(ctx context.Context, windowsBefore, zeroBefore, countersBefore, sessionsBefore time.Time) (int64, error) {
+	var total int64
+	for _, q := range []struct {
+		sql string
+		at  time.Time
+	}{
+		{`DELETE FROM intake_rate_limits WHERE window_start < $1`, windowsBefore},
+		{`DELETE FROM pin_login_failures WHERE failures = 0 AND updated_at < $1`, zeroBefore},
+		{`DELETE FROM pin_login_failures WHERE updated_at < $1`, countersBefore},
+		{`DELETE FROM pin_sessions WHERE created_at < $1`, sessionsBefore},
+	} {
+		res, err := t.exec(ctx, q.sql, micros(q.at))
+		if err != nil {
+			return total, fmt.Errorf("purge: %w", err)
+		}
+		n, _ := res.RowsAffected()
+		total += n
+	}
+	return total, nil
+}

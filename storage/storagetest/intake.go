@@ -422,6 +422,41 @@ func testIntake(t *testing.T, newStore func(t *testing.T) (*sqldb.Store, []sqldb
 		}
 	})
 
+	t.Run("housekeeping drops old windows, zero counters and sessions but keeps recent failures", func(t *testing.T) {
+		w := newPINWorld(t, newStore)
+		issued := w.issue(w.erika, "krankengeld")
+		w.login(w.max.KVNR, wrongPIN(t), "client-1")
+		if _, err := w.login(w.erika.KVNR, issued.PIN, "client-2"); err != nil {
+			t.Fatal(err)
+		}
+		counts := func() string {
+			return fmt.Sprintf("windows=%d counters=%d sessions=%d",
+				w.count(`SELECT COUNT(*) FROM intake_rate_limits`), w.count(`SELECT COUNT(*) FROM pin_login_failures`), w.count(`SELECT COUNT(*) FROM pin_sessions`))
+		}
+		if got := counts(); got != "windows=2 counters=2 sessions=1" {
+			t.Fatalf("before: %s", got)
+		}
+		if n, err := w.svc.PurgeStale(ctx); err != nil || n != 0 {
+			t.Fatalf("purge of fresh rows: %d, %v", n, err)
+		}
+		w.clock.Add(48 * time.Hour)
+		w.svc.PurgeStale(ctx)
+		if got := counts(); got != "windows=0 counters=1 sessions=0" {
+			t.Fatalf("after two days: %s (want Max's failure kept)", got)
+		}
+		// Max's count still stands.
+		if _, err := w.login(w.max.KVNR, wrongPIN(t), "client-1"); refusal(err) != intake.RefusedWrongPIN {
+			t.Fatal(err)
+		} else if le := err.(*intake.LoginError); le.TriesLeft != 3 {
+			t.Fatalf("tries left after housekeeping: %d, want 3", le.TriesLeft)
+		}
+		w.clock.Add(401 * 24 * time.Hour)
+		w.svc.PurgeStale(ctx)
+		if got := counts(); got != "windows=0 counters=0 sessions=0" {
+			t.Fatalf("after 400 days: %s", got)
+		}
+	})
+
 	t.Run("concurrent wrong tries are all counted", func(t *testing.T) {
 		w := newPINWorld(t, newStore)
 		issued := w.issue(w.erika, "krankengeld")
