@@ -283,6 +283,7 @@ func TestSQLStore(t *testing.T, newStore func(t *testing.T) (*sqldb.Store, []sql
 	t.Run("intake", func(t *testing.T) { testIntake(t, newStore) })
 	t.Run("mailbox", func(t *testing.T) { testMailbox(t, newStore) })
 	t.Run("uploads", func(t *testing.T) { testUploads(t, newStore) })
+	t.Run("auth", func(t *testing.T) { testAuth(t, newStore) })
 }
 
 func pendingOf(t *testing.T, s *sqldb.Store, tenant string) []audit.Event {
