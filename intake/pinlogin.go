@@ -571,34 +571,42 @@ func CheckCSRF(sessionToken, presented string) bool {
 }
 
 // Session resolves a cookie token to its open session, ending it when it
-// has been idle too long or reached its absolute limit.
+// has been idle too long or reached its absolute limit. Only the rare
+// request that must write (end it, or move "last seen", at most once a
+// minute) opens a transaction.
 func (s *PINService) Session(ctx context.Context, token string) (PINSession, error) {
 	if token == "" || len(token) > 100 {
 		return PINSession{}, ErrPINSessionNotFound
 	}
+	idHash := HashSessionToken(token)
+	sess, err := s.Store.ReadPINSession(ctx, idHash)
+	if err != nil {
+		return PINSession{}, err
+	}
+	if !sess.EndedAt.IsZero() {
+		return PINSession{}, ErrPINSessionNotFound
+	}
+	if now := s.Store.Now(); now.Sub(sess.LastSeenAt) < sessionTouchEvery && now.Sub(sess.CreatedAt) < SessionAbsolute {
+		return sess, nil
+	}
 	var out PINSession
-	err := s.Store.InPINTx(ctx, func(tx PINTx) error {
-		sess, err := tx.PINSessionByHash(ctx, HashSessionToken(token))
+	err = s.Store.InPINTx(ctx, func(tx PINTx) error {
+		out = PINSession{}
+		now := tx.Now()
+		sess, err := tx.PINSessionByHash(ctx, idHash) // again, inside the transaction
 		if err != nil {
 			return err
 		}
 		if !sess.EndedAt.IsZero() {
-			return ErrPINSessionNotFound
-		}
-		now := tx.Now()
-		if now.Sub(sess.LastSeenAt) >= SessionIdle || now.Sub(sess.CreatedAt) >= SessionAbsolute {
-			if err := tx.EndPINSessions(ctx, sess.TenantID, sess.PersonID, sess.IDHash, now, "timeout", ""); err != nil {
-				return err
-			}
-			out = PINSession{}
 			return nil
 		}
-		if now.Sub(sess.LastSeenAt) >= sessionTouchEvery {
-			if err := tx.TouchPINSession(ctx, sess.IDHash, now); err != nil {
-				return err
-			}
-			sess.LastSeenAt = now
+		if now.Sub(sess.LastSeenAt) >= SessionIdle || now.Sub(sess.CreatedAt) >= SessionAbsolute {
+			return tx.EndPINSessions(ctx, sess.TenantID, sess.PersonID, sess.IDHash, now, "timeout", "")
 		}
+		if err := tx.TouchPINSession(ctx, sess.IDHash, now); err != nil {
+			return err
+		}
+		sess.LastSeenAt = now
 		out = sess
 		return nil
 	})

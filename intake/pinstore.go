@@ -16,6 +16,12 @@ import (
 // together. storage/sqldb implements it (Store.PINIntake).
 type PINStore interface {
 	InPINTx(ctx context.Context, fn func(tx PINTx) error) error
+	// ReadPINSession reads a session outside a transaction: every request
+	// of a PIN session (each upload chunk too) resolves it, and most of
+	// them change nothing. ErrPINSessionNotFound for an unknown id.
+	ReadPINSession(ctx context.Context, idHash string) (PINSession, error)
+	// Now is the store's clock, the same that transactions see.
+	Now() time.Time
 }
 
 // PINTx is one transaction of the PIN desk. Reads take the tenant first and

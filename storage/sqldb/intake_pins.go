@@ -173,16 +173,27 @@ func (t pinTx) CreatePINSession(ctx context.Context, s intake.PINSession) error 
 	return nil
 }
 
+func (p pinStore) ReadPINSession(ctx context.Context, idHash string) (intake.PINSession, error) {
+	return scanPINSession(p.s.db.QueryRowContext(ctx, p.s.rebind(pinSessionQuery), idHash))
+}
+
+func (p pinStore) Now() time.Time { return p.s.now() }
+
 func (t pinTx) PINSessionByHash(ctx context.Context, idHash string) (intake.PINSession, error) {
+	return scanPINSession(t.queryRow(ctx, pinSessionQuery, idHash))
+}
+
+const pinSessionQuery = `SELECT id_hash, tenant_id, person_id, pin_id, kind, created_at, last_seen_at, ended_at, end_reason, vorgang_id
+	FROM pin_sessions WHERE id_hash = $1`
+
+func scanPINSession(row *sql.Row) (intake.PINSession, error) {
 	var (
 		s             intake.PINSession
 		created, seen int64
 		ended         sql.NullInt64
 		vorgang       sql.NullString
 	)
-	err := t.queryRow(ctx, `SELECT id_hash, tenant_id, person_id, pin_id, kind, created_at, last_seen_at, ended_at, end_reason, vorgang_id
-		FROM pin_sessions WHERE id_hash = $1`, idHash).
-		Scan(&s.IDHash, &s.TenantID, &s.PersonID, &s.PINID, &s.Kind, &created, &seen, &ended, &s.EndReason, &vorgang)
+	err := row.Scan(&s.IDHash, &s.TenantID, &s.PersonID, &s.PINID, &s.Kind, &created, &seen, &ended, &s.EndReason, &vorgang)
 	if errors.Is(err, sql.ErrNoRows) {
 		return s, intake.ErrPINSessionNotFound
 	}
