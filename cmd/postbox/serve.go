@@ -58,6 +58,7 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 	srv := web.New(web.Options{Checks: a.checks, Registry: reg, Logger: log, HSTS: strings.HasPrefix(cfg.BaseURL, "https://")})
 	srv.UseSessions(a.auth, web.SessionOptions{Secure: cfg.SecureCookies}) // before every route that needs a login
 	desk := mountPINIntake(srv, a)                                         // before the upload routes: logs PIN sessions in
+	uploads := mountUploads(srv, a, desk)                                  // tus under /api/uploads, behind the PIN session
 	if _, err := web.MountUI(srv, web.UIOptions{Kassen: a.db, Sessions: a.auth, PIN: desk, Logger: log}); err != nil {
 		return err
 	}
@@ -71,6 +72,8 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 		defer workers.Done()
 		(&audit.Shipper{Outbox: a.db, Store: a.events, Interval: cfg.EventShipInterval, Logger: log}).Run(workCtx)
 	}()
+	workers.Add(1)
+	go func() { defer workers.Done(); runUploadMaintenance(workCtx, uploads, log) }()
 	workers.Add(1)
 	go func() { defer workers.Done(); runAuthCleanup(workCtx, a) }()
 	pf.start(workCtx, &workers)
