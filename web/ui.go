@@ -25,6 +25,7 @@ import (
 
 	"postbox/auth"
 	"postbox/kasse"
+	"postbox/mailbox"
 )
 
 //go:embed all:templates
@@ -41,13 +42,17 @@ type Kassen interface {
 // pages out (they answer 404), so the UI grows with the backends.
 type UIOptions struct {
 	Kassen Kassen
-	// Sessions ends a login on "Abmelden" (auth.Service).
-	Sessions interface {
-		EndSession(ctx context.Context, token string) error
-	}
+	// Auth is the account service: login pages, "Abmelden", Mein Konto,
+	// account locks and provider user management.
+	Auth *auth.Service
 	// PIN is the Einmal-PIN desk (web/intake_pin.go): its service, cookie
 	// and client hash serve the PIN pages.
 	PIN *PINIntake
+	// Mailbox is the Postfach (threads, replies, attachments).
+	Mailbox *mailbox.Service
+	// MailboxMaxFiles is how many files a message may carry (shown on
+	// the forms; the Postfach enforces its own limit).
+	MailboxMaxFiles int
 	// ClientHash is the keyed hash of the client address for audit events.
 	ClientHash func(c *fiber.Ctx) string
 	Logger     *slog.Logger
@@ -74,6 +79,8 @@ func MountUI(s *Server, o UIOptions) (*UI, error) {
 	app.Get("/barrierefreiheit", u.accessibility)
 	app.Post("/abmelden", u.logout)
 	u.mountPIN(app)
+	u.mountAuth(app)
+	u.mountPostfach(app)
 	return u, nil
 }
 
@@ -81,8 +88,12 @@ func newUI(o UIOptions) (*UI, error) {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
+	if o.MailboxMaxFiles <= 0 {
+		o.MailboxMaxFiles = 5
+	}
 	if o.ClientHash == nil {
-		o.ClientHash = func(*fiber.Ctx) string { return "" }
+		// The keyed hash of UseAuditOrigin, when the server has one.
+		o.ClientHash = func(c *fiber.Ctx) string { return AuditOrigin(c).ClientHash }
 	}
 	sub, err := fs.Sub(staticFS, "static")
 	if err != nil {
@@ -110,7 +121,11 @@ func parsePages(assets *assetSet) (map[string]*template.Template, error) {
 		"describe":   describedBy,
 		"add":        func(a, b int) int { return a + b },
 		"pathescape": url.PathEscape,
-		"fe":         func(e formErrors, f string) fieldRef { return fieldRef{E: e, F: f} },
+		"short":      shortDate,
+		"attach": func(v *view, pending []mailbox.Upload, max int) attachField {
+			return attachField{V: v, Pending: pending, Max: max}
+		},
+		"fe": func(e formErrors, f string) fieldRef { return fieldRef{E: e, F: f} },
 	}
 	base, err := template.New("layout").Funcs(funcs).ParseFS(templateFS, "templates/_*.html")
 	if err != nil {
@@ -179,6 +194,13 @@ func errorsFrom(m map[string]string, order ...string) formErrors {
 		out = append(out, fieldError{f, m[f]})
 	}
 	return out
+}
+
+// attachField is the argument of the "attachments-field" partial.
+type attachField struct {
+	V       *view
+	Pending []mailbox.Upload
+	Max     int
 }
 
 // fieldRef is the argument of the "field-error" partial.
@@ -251,10 +273,16 @@ func (u *UI) setTenant(c *fiber.Ctx, v *view, tenantID string) {
 // notices are the fixed success messages a redirect may ask for; the query
 // carries only the key, never user text.
 var notices = map[string]string{
-	"abgemeldet":          "Sie haben sich abgemeldet. Schließen Sie zum Schutz Ihrer Daten auch das Browserfenster, wenn Sie ein fremdes Gerät benutzen.",
-	"pin-abgemeldet":      "Sie haben sich abgemeldet. Ihre Eingaben und fertig hochgeladenen Dateien bleiben gespeichert; mit einer gültigen Einmal-PIN machen Sie später weiter.",
-	"pin-sitzung":         "Bitte melden Sie sich mit Ihrer Krankenversichertennummer und Ihrer Einmal-PIN an. Ihre Sitzung ist abgelaufen oder beendet.",
-	"entwurf-gespeichert": "Ihre Eingaben sind gespeichert. Sie können jederzeit weitermachen, auch nach einer erneuten Anmeldung mit einer gültigen PIN.",
+	"abgemeldet":           "Sie haben sich abgemeldet. Schließen Sie zum Schutz Ihrer Daten auch das Browserfenster, wenn Sie ein fremdes Gerät benutzen.",
+	"anmeldung-abgelaufen": "Ihre Anmeldung ist abgelaufen oder wurde beendet. Bitte melden Sie sich erneut an.",
+	"gesendet":             "Ihre Nachricht wurde gesendet.",
+	"abgeschlossen":        "Die Unterhaltung ist abgeschlossen.",
+	"wieder-geoeffnet":     "Die Unterhaltung ist wieder offen.",
+	"uebernommen":          "Sie bearbeiten diese Unterhaltung jetzt.",
+	"nicht-moeglich":       "Diese Aktion ist hier nicht möglich.",
+	"pin-abgemeldet":       "Sie haben sich abgemeldet. Ihre Eingaben und fertig hochgeladenen Dateien bleiben gespeichert; mit einer gültigen Einmal-PIN machen Sie später weiter.",
+	"pin-sitzung":          "Bitte melden Sie sich mit Ihrer Krankenversichertennummer und Ihrer Einmal-PIN an. Ihre Sitzung ist abgelaufen oder beendet.",
+	"entwurf-gespeichert":  "Ihre Eingaben sind gespeichert. Sie können jederzeit weitermachen, auch nach einer erneuten Anmeldung mit einer gültigen PIN.",
 }
 
 func roleLabel(r auth.Role) string {
@@ -373,8 +401,8 @@ func (u *UI) accessibility(c *fiber.Ctx) error {
 // logout ends the account session (the CSRF check of the session
 // middleware has already run for this POST).
 func (u *UI) logout(c *fiber.Ctx) error {
-	if _, token, ok := SessionOf(c); ok && token != "" && u.o.Sessions != nil {
-		if err := u.o.Sessions.EndSession(c.UserContext(), token); err != nil {
+	if _, token, ok := SessionOf(c); ok && token != "" && u.o.Auth != nil {
+		if err := u.o.Auth.EndSession(c.UserContext(), token); err != nil {
 			return err
 		}
 	}

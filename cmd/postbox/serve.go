@@ -59,10 +59,11 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 	srv.UseSessions(a.auth, web.SessionOptions{Secure: cfg.SecureCookies}) // before every route that needs a login
 	desk := mountPINIntake(srv, a)                                         // before the upload routes: logs PIN sessions in
 	uploads := mountUploads(srv, a, desk)                                  // tus under /api/uploads, behind the PIN session
-	if _, err := web.MountUI(srv, web.UIOptions{Kassen: a.db, Sessions: a.auth, PIN: desk, Logger: log}); err != nil {
+	pf := mountPostfach(srv, a) // Postfach API; its notifier worker and retention start below
+	if _, err := web.MountUI(srv, web.UIOptions{Kassen: a.db, Auth: a.auth, PIN: desk, Mailbox: pf.svc,
+		MailboxMaxFiles: cfg.PostfachMaxAttachments, Logger: log}); err != nil {
 		return err
 	}
-	pf := mountPostfach(srv, a) // Postfach API; its notifier worker and retention start below
 	web.MountAuth(srv.App(), a.auth)
 
 	workCtx, stopWork := context.WithCancel(context.Background())
