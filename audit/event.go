@@ -74,6 +74,11 @@ var ErrInvalidFilter = errors.New("invalid audit filter")
 type EventStore interface {
 	Append(ctx context.Context, events []Event) error
 	Query(ctx context.Context, f Filter) ([]Event, error)
+	// Scan calls fn for every event Query would return, in the same order,
+	// while reading them from the store, so an export of millions of events
+	// holds one at a time. fn must not use the store. Scan stops with fn's
+	// error, wrapped.
+	Scan(ctx context.Context, f Filter, fn func(Event) error) error
 	// Chain returns the tenant's events ordered by Seq, for verification.
 	Chain(ctx context.Context, tenantID string, fn func(Event) error) error
 	CountByDayAndType(ctx context.Context, f Filter) ([]DayCount, error)

@@ -102,6 +102,25 @@ func TestEventStore(t *testing.T) {
 	storagetest.TestEventStore(t, func(t *testing.T) audit.EventStore { return s })
 }
 
+// TestRetentionStore runs the retention contract on a database of its own:
+// it drops partitions, and mutations need merges running.
+func TestRetentionStore(t *testing.T) {
+	s := openTestStore(t)
+	if _, err := s.Migrate(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	storagetest.TestRetentionStore(t, s)
+	// Partitions that held only expired rows are gone, not just emptied.
+	var parts uint64
+	if err := s.conn.QueryRow(context.Background(), `SELECT count() FROM system.parts
+		WHERE database = ? AND table = 'audit_events' AND active AND partition < '2016'`, s.db).Scan(&parts); err != nil {
+		t.Fatal(err)
+	}
+	if parts != 0 {
+		t.Errorf("%d active parts of partitions before 2016 left; expired months should be dropped", parts)
+	}
+}
+
 // TestVerifyDetectsTamperedRow changes one stored event behind the store's
 // back, the way someone with database access would, and expects Verify to
 // name exactly that event.

@@ -148,32 +148,44 @@ func utcDay(us int64) string { return time.UnixMicro(us).UTC().Format(time.DateO
 // subject's history 65-87 ms plain or with LIMIT 1 BY, 0.6-1 s with FINAL.
 // A page that lost rows to copies is topped up from its last event.
 func (s *Store) Query(ctx context.Context, f audit.Filter) ([]audit.Event, error) {
-	if err := validateFilter(f); err != nil {
-		return nil, err
-	}
 	var out []audit.Event
+	err := s.Scan(ctx, f, func(e audit.Event) error {
+		out = append(out, e)
+		return nil
+	})
+	return out, err
+}
+
+// Scan streams what Query returns (see there for the deduplication): rows
+// go to fn as the server sends them, nothing is collected.
+func (s *Store) Scan(ctx context.Context, f audit.Filter, fn func(audit.Event) error) error {
+	if err := validateFilter(f); err != nil {
+		return err
+	}
 	var c copies
+	var last audit.Event // the last event passed on; the next page starts after it
+	sent := 0
 	for {
 		cond, args := where(f)
 		q := `SELECT ` + eventColumns + ` FROM ` + s.db + `.audit_events WHERE ` + cond + ` ORDER BY ts_unix_us, id`
 		want := 0
 		if f.Limit > 0 {
-			want = f.Limit - len(out)
+			want = f.Limit - sent
 			q += fmt.Sprintf(" LIMIT %d", want)
 		}
 		n, err := s.scan(ctx, q, args, func(e audit.Event) error {
-			if c.fresh(e) {
-				out = append(out, e)
+			if !c.fresh(e) {
+				return nil
 			}
-			return nil
+			sent, last = sent+1, e
+			return fn(e)
 		})
 		if err != nil {
-			return nil, fmt.Errorf("query audit events of tenant %q: %w", f.TenantID, err)
+			return fmt.Errorf("query audit events of tenant %q: %w", f.TenantID, err)
 		}
-		if want == 0 || n < want || len(out) == f.Limit {
-			return out, nil
+		if want == 0 || n < want || sent == f.Limit {
+			return nil
 		}
-		last := out[len(out)-1]
 		f.After = &audit.Cursor{Time: last.Time, ID: last.ID}
 	}
 }

@@ -139,8 +139,18 @@ func where(f audit.Filter) (string, []any) {
 
 // Query returns the events matching f ordered by (Time, ID).
 func (s *EventStore) Query(ctx context.Context, f audit.Filter) ([]audit.Event, error) {
+	var out []audit.Event
+	err := s.Scan(ctx, f, func(e audit.Event) error {
+		out = append(out, e)
+		return nil
+	})
+	return out, err
+}
+
+// Scan streams the events matching f ordered by (Time, ID).
+func (s *EventStore) Scan(ctx context.Context, f audit.Filter, fn func(audit.Event) error) error {
 	if err := validateFilter(f); err != nil {
-		return nil, err
+		return err
 	}
 	cond, args := where(f)
 	if f.After != nil {
@@ -155,21 +165,22 @@ func (s *EventStore) Query(ctx context.Context, f audit.Filter) ([]audit.Event, 
 	}
 	rows, err := s.db.QueryContext(ctx, q, args...)
 	if err != nil {
-		return nil, fmt.Errorf("query audit events of tenant %q: %w", f.TenantID, err)
+		return fmt.Errorf("query audit events of tenant %q: %w", f.TenantID, err)
 	}
 	defer rows.Close()
-	var out []audit.Event
 	for rows.Next() {
 		e, err := scanEvent(rows)
 		if err != nil {
-			return nil, fmt.Errorf("query audit events of tenant %q: %w", f.TenantID, err)
+			return fmt.Errorf("query audit events of tenant %q: %w", f.TenantID, err)
 		}
-		out = append(out, e)
+		if err := fn(e); err != nil {
+			return fmt.Errorf("query audit events of tenant %q at %s: %w", f.TenantID, e.ID, err)
+		}
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("query audit events of tenant %q: %w", f.TenantID, err)
+		return fmt.Errorf("query audit events of tenant %q: %w", f.TenantID, err)
 	}
-	return out, nil
+	return nil
 }
 
 func scanEvent(rows *sql.Rows) (audit.Event, error) {

@@ -40,3 +40,7 @@ func newEventStore(t *testing.T) audit.EventStore {
 func TestEventStore(t *testing.T) {
 	storagetest.TestEventStore(t, newEventStore)
 }
+
+func TestRetentionStore(t *testing.T) {
+	storagetest.TestRetentionStore(t, newEventStore(t).(*sqlite.EventStore))
+}

@@ -39,6 +39,7 @@ func TestEventStore(t *testing.T, newStore func(t *testing.T) audit.EventStore) 
 	t.Run("InvalidFilter", func(t *testing.T) { testInvalidFilter(t, newStore(t)) })
 	t.Run("InvalidEvent", func(t *testing.T) { testInvalidEvent(t, newStore(t)) })
 	t.Run("VerifyLinkedChain", func(t *testing.T) { testVerify(t, newStore(t)) })
+	t.Run("ScanStreamsQueryResults", func(t *testing.T) { testScan(t, newStore(t)) })
 	t.Run("Ping", func(t *testing.T) {
 		if err := newStore(t).Ping(context.Background()); err != nil {
 			t.Fatal(err)
@@ -564,5 +565,48 @@ func testVerify(t *testing.T, s audit.EventStore) {
 	}
 	if !res.OK() || res.Checked != 40 || res.LastSeq != 40 || res.LastHash != evs[39].Hash {
 		t.Errorf("verify of a linked chain: %+v", res)
+	}
+}
+
+func testScan(t *testing.T, s audit.EventStore) {
+	ctx := context.Background()
+	a := tenant("scan")
+	all := dataset(a, 40)
+	mustAppend(t, s, shuffled(all))
+	mustAppend(t, s, all[:10]) // shipped twice: still once in a scan
+	mustAppend(t, s, dataset(tenant("other"), 10))
+	sorted := expect(all, audit.Filter{TenantID: a})
+	for _, f := range []audit.Filter{
+		{TenantID: a},
+		{TenantID: a, Type: types[1]},
+		{TenantID: a, Limit: 7},
+		{TenantID: a, From: sorted[5].Time, To: sorted[30].Time, Limit: 12},
+		{TenantID: a, After: &audit.Cursor{Time: sorted[9].Time, ID: sorted[9].ID}},
+	} {
+		var got []audit.Event
+		if err := s.Scan(ctx, f, func(e audit.Event) error { got = append(got, e); return nil }); err != nil {
+			t.Fatalf("Scan %+v: %v", f, err)
+		}
+		if err := sameEvents(got, expect(all, f)); err != nil {
+			t.Errorf("Scan %+v: %v", f, err)
+		}
+		if err := sameEvents(got, mustQuery(t, s, f)); err != nil {
+			t.Errorf("Scan and Query differ for %+v: %v", f, err)
+		}
+	}
+	stop := errors.New("client went away")
+	calls := 0
+	err := s.Scan(ctx, audit.Filter{TenantID: a}, func(audit.Event) error {
+		calls++
+		if calls == 3 {
+			return stop
+		}
+		return nil
+	})
+	if !errors.Is(err, stop) || calls != 3 {
+		t.Errorf("Scan with failing fn: err %v after %d calls, want the fn's error after 3", err, calls)
+	}
+	if err := s.Scan(ctx, audit.Filter{Type: types[0]}, func(audit.Event) error { return nil }); !errors.Is(err, audit.ErrInvalidFilter) {
+		t.Errorf("Scan without tenant: %v", err)
 	}
 }
