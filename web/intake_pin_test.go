@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -114,17 +115,20 @@ func newPINDeskOn(t *testing.T, secure bool, s *sqldb.Store, blobs intake.BlobSt
 		return c.Next()
 	})
 	NewPINIntake(PINIntakeOptions{Service: d.svc, BaseURL: "https://postfach.example", SecureCookies: secure, ClientKey: key}).Mount(d.app)
-	// Stands in for the upload routes: shows whom the PIN middleware let in.
+	// Shows whom the PIN middleware let in on an upload route.
 	d.app.All(TusPath+"/probe", func(c *fiber.Ctx) error {
 		p, _ := PrincipalOf(c)
 		return c.JSON(p)
 	})
+	// The real upload engine, mounted after the PIN desk as in serve.
+	MountTus(d.app, intake.NewTusHandler(intake.TusConfig{Store: s, Blobs: blobs, Now: d.clock.Now}), TusOptions{})
 	return d
 }
 
 type pinReq struct {
 	method, path string
 	body         any
+	rawBody      []byte
 	cookie       string // PIN session token
 	csrf         string
 	principal    *auth.Principal
@@ -137,6 +141,9 @@ func (d *pinDesk) do(r pinReq) (*http.Response, []byte) {
 	if r.body != nil {
 		raw, _ := json.Marshal(r.body)
 		body = bytes.NewReader(raw)
+	}
+	if r.rawBody != nil {
+		body = bytes.NewReader(r.rawBody)
 	}
 	req := httptest.NewRequest(r.method, r.path, body)
 	if r.body != nil {
@@ -338,27 +345,6 @@ func TestPINSessionCSRFAndTimeout(t *testing.T) {
 	}
 }
 
-// storeUpload puts a complete upload with real bytes into the blob store
-// and the upload table, as the tus engine leaves it.
-func (d *pinDesk) storeUpload(p kasse.Person, name string, content []byte) intake.Upload {
-	d.t.Helper()
-	ctx := context.Background()
-	id := strings.ReplaceAll(uuid.NewString(), "-", "")
-	sum := sha256.Sum256(content)
-	now := d.clock.Now()
-	u := intake.Upload{ID: id, TenantID: p.TenantID, PersonID: p.ID, Kind: intake.KindSingle, Status: intake.StatusComplete,
-		Length: int64(len(content)), Offset: int64(len(content)), Filename: name, DetectedType: "application/pdf",
-		BlobKey: intake.BlobKey(p.TenantID, id), SHA256: hex.EncodeToString(sum[:]), CreatedAt: now, UpdatedAt: now, CompletedAt: now,
-		ExpiresAt: now.Add(60 * 24 * time.Hour)}
-	if _, err := d.blobs.Put(ctx, u.BlobKey, bytes.NewReader(content), int64(len(content))); err != nil {
-		d.t.Fatal(err)
-	}
-	if err := d.store.CreateUpload(ctx, u, intake.UploadQuota{}); err != nil {
-		d.t.Fatal(err)
-	}
-	return u
-}
-
 func TestDraftSubmitAndDownloadOverHTTP(t *testing.T) {
 	testDraftSubmitAndDownload(t, newPINDesk(t, false))
 }
@@ -404,7 +390,20 @@ func testDraftSubmitAndDownload(t *testing.T, d *pinDesk) {
 		t.Fatalf("submit without files: %d %s", resp.StatusCode, body)
 	}
 	content := []byte("%PDF-1.4 Arbeitsunfähigkeitsbescheinigung " + strings.Repeat("x", 5000))
-	up := d.storeUpload(d.erika, "AU \"März\"\r\n.pdf", content)
+	// Through the tus engine with the PIN session (creation-with-upload).
+	resp, body = d.do(pinReq{method: "POST", path: TusPath, cookie: tok, rawBody: content, header: map[string]string{
+		"Tus-Resumable": "1.0.0", "Upload-Length": fmt.Sprint(len(content)), "Content-Type": "application/offset+octet-stream",
+		"Upload-Metadata": "filename " + base64.StdEncoding.EncodeToString([]byte("AU \"März\"\r\n.pdf")) + ",filetype " + base64.StdEncoding.EncodeToString([]byte("application/pdf"))}})
+	if resp.StatusCode != 201 || resp.Header.Get("Upload-Offset") != fmt.Sprint(len(content)) {
+		t.Fatalf("tus upload with the PIN session: %d %v %s", resp.StatusCode, resp.Header, body)
+	}
+	resp, body = d.do(pinReq{method: "GET", path: "/api/draft", cookie: tok})
+	json.Unmarshal(body, &draft)
+	if len(draft.Files) != 1 || draft.Files[0].State != intake.FileComplete || draft.Files[0].Size != int64(len(content)) {
+		t.Fatalf("draft after the upload: %s", body)
+	}
+	sum := sha256.Sum256(content)
+	up := intake.Upload{SHA256: hex.EncodeToString(sum[:])}
 
 	// Double click: two submissions at once get the same answer.
 	var wg sync.WaitGroup
