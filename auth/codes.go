@@ -151,6 +151,12 @@ func (s *Service) issueMTAN(ctx context.Context, tx Tx, a Account, purpose strin
 
 // checkMTAN redeems a code: single use, 5 minutes, 5 wrong entries void it.
 func (s *Service) checkMTAN(ctx context.Context, tx Tx, a Account, purpose, code string) (bool, error) {
+	return s.matchMTAN(ctx, tx, a, purpose, code, true)
+}
+
+// matchMTAN checks a code; a wrong one counts as a failed attempt, a right
+// one is used up only if consume (so two codes can be checked together).
+func (s *Service) matchMTAN(ctx context.Context, tx Tx, a Account, purpose, code string, consume bool) (bool, error) {
 	now := tx.Now()
 	codes, err := tx.ActiveCodes(ctx, a.TenantID, a.ID, purpose, now)
 	if err != nil || len(codes) == 0 {
@@ -159,6 +165,9 @@ func (s *Service) checkMTAN(ctx context.Context, tx Tx, a Account, purpose, code
 	c := codes[0] // older ones were voided when this one was issued
 	code = normalizeCode(code)
 	if len(code) == MTANLength && equalHash(c.Hash, s.codeHash(a.TenantID, a.ID, purpose, code)) {
+		if !consume {
+			return true, nil
+		}
 		c.UsedAt = now
 		return true, tx.UpdateCode(ctx, c)
 	}

@@ -26,6 +26,9 @@ func (s *Service) checkNewPassword(ctx context.Context, tx Tx, a Account, k kass
 	if err != nil {
 		return err
 	}
+	if len(hist) < n && a.PasswordHash != "" {
+		hist = append(hist, a.PasswordHash) // the current one, if the history does not hold it yet
+	}
 	for _, h := range hist {
 		same, err := VerifySecret(pw, h)
 		if err != nil {
@@ -47,6 +50,15 @@ func (s *Service) setPassword(ctx context.Context, tx Tx, a *Account, pw, keepSe
 		return err
 	}
 	now := tx.Now()
+	// Accounts created without the history (seeding, staff tools) get their
+	// current password remembered first, so it counts as one of the last.
+	if hist, err := tx.PasswordHistory(ctx, a.TenantID, a.ID, 1); err != nil {
+		return err
+	} else if len(hist) == 0 && a.PasswordHash != "" {
+		if err := tx.AddPasswordHistory(ctx, a.TenantID, a.ID, a.PasswordHash, now.Add(-time.Microsecond)); err != nil {
+			return err
+		}
+	}
 	a.PasswordHash, a.PasswordChangedAt = hash, now
 	if err := tx.UpdateAccount(ctx, *a); err != nil {
 		return err

@@ -136,18 +136,29 @@ func (s *Service) ConfirmMobileChange(ctx context.Context, m Meta, sess Session,
 		if a.MobilePending == "" {
 			return ErrCodeInvalid
 		}
+		// Both codes are checked before either is used up, so one typo does
+		// not force the person to start over.
+		needOld := a.Mobile != "" && !a.MobileConfirmedAt.IsZero()
 		okOld := true
-		if a.Mobile != "" && !a.MobileConfirmedAt.IsZero() {
-			if okOld, err = s.checkMTAN(ctx, tx, a, CodeMobileOld, codeOld); err != nil {
+		if needOld {
+			if okOld, err = s.matchMTAN(ctx, tx, a, CodeMobileOld, codeOld, false); err != nil {
 				return err
 			}
 		}
-		okNew, err := s.checkMTAN(ctx, tx, a, CodeMobileNew, codeNew)
+		okNew, err := s.matchMTAN(ctx, tx, a, CodeMobileNew, codeNew, false)
 		if err != nil {
 			return err
 		}
 		if !okOld || !okNew {
 			return errCommit{ErrCodeInvalid}
+		}
+		if needOld {
+			if _, err := s.checkMTAN(ctx, tx, a, CodeMobileOld, codeOld); err != nil {
+				return err
+			}
+		}
+		if _, err := s.checkMTAN(ctx, tx, a, CodeMobileNew, codeNew); err != nil {
+			return err
 		}
 		now := tx.Now()
 		a.Mobile, a.MobilePending, a.MobileConfirmedAt = a.MobilePending, "", now

@@ -173,7 +173,11 @@ func (s *Service) sessionValid(sess Session, now time.Time) bool {
 		return false
 	}
 	if sess.AccountID != "" && sess.AccountStatus != StatusActive {
-		return false
+		// A registration's own steps (mobile confirmation, first login with
+		// the Freischaltcode) run before the account is active.
+		if !(sess.Stage != StageDone && sess.AccountStatus == StatusPending) {
+			return false
+		}
 	}
 	return true
 }
