@@ -289,16 +289,21 @@ func TestWorkerRetriesWithBackoffThenGivesUpAndAudits(t *testing.T) {
 type smtpSink struct {
 	mu       sync.Mutex
 	accepted map[string]int // Message-ID -> deliveries
+	sessions int
 	refuse   bool
 	addr     string
 }
 
-func newSMTPSink(t *testing.T, refuse bool) *smtpSink {
+func newSMTPSink(t *testing.T, refuse bool) *smtpSink { return newSMTPSinkIdle(t, refuse, 0) }
+
+// newSMTPSinkIdle closes a session idle for longer than idle (0: never).
+func newSMTPSinkIdle(t *testing.T, refuse bool, idle time.Duration) *smtpSink {
 	t.Helper()
 	k := &smtpSink{accepted: map[string]int{}, refuse: refuse}
 	srv := smtp.NewServer(k)
 	srv.Domain = "localhost"
 	srv.AllowInsecureAuth = true
+	srv.ReadTimeout = idle
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -309,7 +314,12 @@ func newSMTPSink(t *testing.T, refuse bool) *smtpSink {
 	return k
 }
 
-func (k *smtpSink) NewSession(*smtp.Conn) (smtp.Session, error) { return &sinkSession{k: k}, nil }
+func (k *smtpSink) NewSession(*smtp.Conn) (smtp.Session, error) {
+	k.mu.Lock()
+	k.sessions++
+	k.mu.Unlock()
+	return &sinkSession{k: k}, nil
+}
 
 func (k *smtpSink) count(id string) int { k.mu.Lock(); defer k.mu.Unlock(); return k.accepted[id] }
 
@@ -444,6 +454,53 @@ func TestWorkersShareTheOutbox(t *testing.T) {
 	for _, id := range ids {
 		if n := sink.count(id); n != 1 {
 			t.Fatalf("mail %s delivered %d times", id, n)
+		}
+	}
+}
+
+// The SMTP sender keeps sessions open between mails, and a kept session the
+// server closed meanwhile costs nothing but a new session: no mail is lost
+// or sent twice.
+func TestSMTPReusesSessions(t *testing.T) {
+	sink := newSMTPSinkIdle(t, false, 300*time.Millisecond)
+	sender, err := notifier.NewSMTP(notifier.SMTPConfig{Addr: sink.addr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sender.Close()
+	send := func() string {
+		t.Helper()
+		j := job("erika@example.org")
+		m, err := notifier.Render(j, "postfach@kasse.example")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := sender.Send(context.Background(), m); err != nil {
+			t.Fatal(err)
+		}
+		return m.MessageID
+	}
+	var ids []string
+	for i := 0; i < 5; i++ {
+		ids = append(ids, send())
+	}
+	sink.mu.Lock()
+	sessions := sink.sessions
+	sink.mu.Unlock()
+	if sessions != 1 {
+		t.Fatalf("5 mails used %d sessions, want 1", sessions)
+	}
+	time.Sleep(600 * time.Millisecond) // the server drops the idle session
+	ids = append(ids, send())
+	sink.mu.Lock()
+	sessions = sink.sessions
+	sink.mu.Unlock()
+	if sessions != 2 {
+		t.Fatalf("sessions after the server closed the kept one: %d, want 2", sessions)
+	}
+	for _, id := range ids {
+		if n := sink.count(id); n != 1 {
+			t.Fatalf("mail %s accepted %d times", id, n)
 		}
 	}
 }
