@@ -341,8 +341,25 @@
 
   fields.forEach(function (f) {
     var e = document.getElementById('f-' + f);
-    e.addEventListener('input', function () { schedule(800); });
+    e.addEventListener('input', function () {
+      if (!timer) { autosave.textContent = 'Ihre Änderungen werden gleich gespeichert …'; }
+      schedule(800);
+    });
     e.addEventListener('change', function () { schedule(0); });
+  });
+
+  // Leaving the page with a change not yet saved: send it on the way out.
+  window.addEventListener('pagehide', function () {
+    if (!timer) { return; }
+    window.clearTimeout(timer);
+    timer = null;
+    var body = {};
+    fields.forEach(function (f) { body[f] = document.getElementById('f-' + f).value; });
+    fetch(draftURL, {
+      method: 'PUT', credentials: 'same-origin', keepalive: true,
+      headers: { 'Content-Type': 'application/json', 'Accept': 'application/json', 'X-CSRF-Token': csrf },
+      body: JSON.stringify(body)
+    }).catch(function () { /* the page is gone; nothing to tell */ });
   });
 
   form.addEventListener('submit', function (e) {
