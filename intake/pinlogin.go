@@ -29,6 +29,9 @@ type PINService struct {
 	Store  PINStore
 	Hasher PINHasher
 	Blobs  BlobStore // caseworker downloads
+	// BaseURL is the portal address for mails about a Kasse without its
+	// own PortalURL.
+	BaseURL string
 
 	// LoginLimit attempts per client address within LoginWindow; zero
 	// values take DefaultLoginLimit and DefaultLoginWindow.

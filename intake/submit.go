@@ -7,6 +7,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"postbox/audit"
 	"postbox/kasse"
@@ -31,6 +32,10 @@ type SubmitError struct {
 }
 
 func (e *SubmitError) Error() string { return "submission refused: " + string(e.Reason) }
+
+// notifyWindow is how long "new message" mails to one person are folded
+// into one (the Postfach uses the same).
+const notifyWindow = 15 * time.Minute
 
 // Receipt is the answer to a submission: the Vorgang and the files with
 // their checksums, as the receipt in the Postfach lists them.
@@ -145,9 +150,15 @@ func (s *PINService) Submit(ctx context.Context, a Actor, draftID string) (Recei
 			return err
 		}
 		if person.Delivery == kasse.DeliveryOnline && person.Email != "" {
-			// Only the Kasse's name and the portal address: never what was sent.
+			portal := k.PortalURL
+			if portal == "" {
+				portal = s.BaseURL
+			}
+			// Only the Kasse's name and the portal address: never what was
+			// sent. Coalesced per person like every "new message" mail.
 			if _, err := tx.EnqueueMail(ctx, notifier.Job{TenantID: a.TenantID, Recipient: person.Email, Template: notifier.TemplateNewMessage,
-				Data: map[string]string{"kasse_name": k.Name, "portal_url": k.PortalURL}}); err != nil {
+				Data:     map[string]string{notifier.DataKasseName: k.Name, notifier.DataPortalURL: portal},
+				PersonID: person.ID, CoalesceKey: "person:" + a.TenantID + ":" + person.ID, CoalesceWindow: notifyWindow}); err != nil {
 				return err
 			}
 		}

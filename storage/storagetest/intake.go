@@ -3,6 +3,7 @@ package storagetest
 import (
 	"context"
 	"crypto/rand"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -16,6 +17,7 @@ import (
 	"postbox/auth"
 	"postbox/intake"
 	"postbox/kasse"
+	"postbox/notifier"
 	"postbox/storage/sqldb"
 )
 
@@ -148,6 +150,19 @@ func (w *pinWorld) count(query string) int {
 		w.t.Fatalf("%s: %v", query, err)
 	}
 	return n
+}
+
+// renderable checks that a queued mail job can be rendered by the notifier
+// (a job that cannot would fail for good).
+func renderable(t *testing.T, recipient, template, data string) {
+	t.Helper()
+	var m map[string]string
+	if err := json.Unmarshal([]byte(data), &m); err != nil {
+		t.Fatalf("mail data %q: %v", data, err)
+	}
+	if _, err := notifier.Render(notifier.Job{Recipient: recipient, Template: notifier.Template(template), Data: m, MessageID: "<t@postbox>"}, "postfach@postbox.invalid"); err != nil {
+		t.Fatalf("queued mail cannot be rendered: %v", err)
+	}
 }
 
 func testIntake(t *testing.T, newStore func(t *testing.T) (*sqldb.Store, []sqldb.Migration)) {
@@ -742,9 +757,10 @@ func testIntake(t *testing.T, newStore func(t *testing.T) (*sqldb.Store, []sqldb
 			t.Fatalf("mail job: %v", err)
 		}
 		if recipient != w.erika.Email || template != "new_message" || !strings.Contains(data, w.kasse.Name) ||
-			strings.Contains(data, "AU") || strings.Contains(data, "Bescheinigung") {
+			!strings.Contains(data, w.kasse.PortalURL) || strings.Contains(data, "AU") || strings.Contains(data, "Bescheinigung") {
 			t.Fatalf("mail job = %s %s %s", recipient, template, data)
 		}
+		renderable(t, recipient, template, data)
 		events := func() map[string]int {
 			m := map[string]int{}
 			for _, e := range pendingOf(t, w.s, w.kasse.ID) {
@@ -793,6 +809,33 @@ func testIntake(t *testing.T, newStore func(t *testing.T) (*sqldb.Store, []sqldb
 		if nv.Draft.ID == v.Draft.ID || nv.Draft.Subject != "" || nv.Draft.CaseType != "zahnersatz" || len(nv.Files) != 1 {
 			t.Fatalf("draft after the submission = %+v with %d files (want a fresh one showing only the infected file)", nv.Draft, len(nv.Files))
 		}
+	})
+
+	t.Run("a Kasse without its own portal address gets the service address in the mail", func(t *testing.T) {
+		w := newPINWorld(t, newStore)
+		w.svc.BaseURL = "https://postbox.example"
+		if _, err := w.s.DB().Exec(fmt.Sprintf(`UPDATE kassen SET portal_url = '' WHERE id = '%s'`, w.kasse.ID)); err != nil {
+			t.Fatal(err)
+		}
+		p := w.issue(w.erika, "krankengeld")
+		res, err := w.login(w.erika.KVNR, p.PIN, "client-a")
+		if err != nil {
+			t.Fatal(err)
+		}
+		w.svc.SaveDraft(ctx, w.actor(res), intake.DraftInput{CaseType: "krankengeld", Subject: "AU"})
+		w.upload(w.erika, "au.pdf", intake.StatusComplete, 10, 10)
+		if _, err := w.svc.Submit(ctx, w.actor(res), ""); err != nil {
+			t.Fatal(err)
+		}
+		var recipient, template, data string
+		if err := w.s.DB().QueryRow(fmt.Sprintf(`SELECT recipient, template, data FROM mail_outbox WHERE tenant_id = '%s'`, w.kasse.ID)).
+			Scan(&recipient, &template, &data); err != nil {
+			t.Fatalf("mail job: %v", err)
+		}
+		if !strings.Contains(data, "https://postbox.example") {
+			t.Fatalf("mail data %s lacks the service address", data)
+		}
+		renderable(t, recipient, template, data)
 	})
 
 	t.Run("double click: concurrent submissions of one draft make one Vorgang", func(t *testing.T) {
