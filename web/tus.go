@@ -2,6 +2,7 @@ package web
 
 import (
 	"io"
+	"net"
 	"net/http"
 	"strings"
 	"time"
@@ -127,26 +128,58 @@ func tusHandler(h *intake.TusHandler, o TusOptions) fiber.Handler {
 	}
 }
 
-// finishBody makes sure the connection can go on: with streamed bodies,
-// unread bytes would be parsed as the next request. A small rest is
-// drained, a large one closes the connection after the answer.
+// finishBody makes sure the connection can go on and the answer reaches
+// the client: with streamed bodies, unread bytes would be parsed as the
+// next request. A small rest is drained. A large one (an early refusal of a
+// big chunk: 409, 423, 413, ...) is not worth keeping the connection for;
+// closing at once would make the kernel reset the connection, and the
+// client, still sending, might never read the answer. So the connection is
+// closed the lingering way: answer, half-close, then read and drop what the
+// client still sends.
 func finishBody(c *fiber.Ctx, body *countingReader, cl int64) {
 	if body.eof || (cl >= 0 && body.n >= cl) {
 		return
 	}
-	limit := int64(maxDrain)
-	if cl >= 0 {
-		if cl-body.n > maxDrain {
-			c.Context().SetConnectionClose()
+	if cl >= 0 && cl-body.n <= maxDrain {
+		n, err := io.Copy(io.Discard, io.LimitReader(body, cl-body.n))
+		if err == nil && n == cl-body.n {
 			return
 		}
-		limit = cl - body.n
 	}
-	n, err := io.Copy(io.Discard, io.LimitReader(body, limit+1))
-	if err != nil || (cl < 0 && !body.eof) || (cl >= 0 && n != limit) {
-		c.Context().SetConnectionClose()
+	left := int64(maxLinger)
+	if cl >= 0 {
+		left = cl - body.n
+	}
+	// No SetConnectionClose: fasthttp would close before running the
+	// hijack handler. A hijacked connection is closed after it anyway.
+	c.Context().Hijack(func(conn net.Conn) { linger(conn, left) })
+}
+
+// maxLinger bounds what a lingering close reads of a body of unknown length.
+const maxLinger = 4 << 30
+
+// linger half-closes conn after the answer and drops up to left bytes the
+// client still sends, giving up after lingerIdle without data.
+func linger(conn net.Conn, left int64) {
+	raw := conn
+	if u, ok := conn.(interface{ UnsafeConn() net.Conn }); ok {
+		raw = u.UnsafeConn()
+	}
+	if hc, ok := raw.(interface{ CloseWrite() error }); ok {
+		_ = hc.CloseWrite()
+	}
+	buf := make([]byte, 32<<10)
+	for left > 0 {
+		_ = conn.SetReadDeadline(time.Now().Add(lingerIdle))
+		n, err := conn.Read(buf[:min(int64(len(buf)), left)])
+		left -= int64(n)
+		if err != nil {
+			return
+		}
 	}
 }
+
+const lingerIdle = 5 * time.Second
 
 func listUploads(c *fiber.Ctx, h *intake.TusHandler) error {
 	p, _ := PrincipalOf(c)

@@ -706,6 +706,32 @@ func runTusProtocolCases(t *testing.T, factory tusBackendFactory) {
 		}
 	})
 
+	t.Run("an early refusal of a large chunk reaches a client that is still sending", func(t *testing.T) {
+		f := newTusFixture(t, factory)
+		base := f.listen()
+		data := doc("pdf", 24*mib, 26)
+		id := f.create(f.erika.ID, int64(len(data)), "a.pdf")
+		for i := 0; i < 3; i++ { // the connection must also not break the next request
+			req, _ := http.NewRequest("PATCH", "http://"+base+TusPath+"/"+id, bytes.NewReader(data))
+			req.Header.Set("Tus-Resumable", "1.0.0")
+			req.Header.Set("X-Test-Person", f.erika.ID)
+			req.Header.Set("Content-Type", "application/offset+octet-stream")
+			req.Header.Set("Upload-Offset", "7") // wrong: refused before the body is read
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatalf("attempt %d: the 409 did not reach the client: %v", i, err)
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusConflict {
+				t.Fatalf("attempt %d: %d, want 409", i, resp.StatusCode)
+			}
+		}
+		if f.row(id).Offset != 0 {
+			t.Fatal("refused chunk was applied")
+		}
+	})
+
 	t.Run("a broken connection keeps the parts already stored", func(t *testing.T) {
 		f := newTusFixture(t, factory)
 		base := f.listen()
