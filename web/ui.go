@@ -23,6 +23,7 @@ import (
 
 	"github.com/gofiber/fiber/v2"
 
+	"postbox/audit"
 	"postbox/auth"
 	"postbox/kasse"
 	"postbox/mailbox"
@@ -53,6 +54,10 @@ type UIOptions struct {
 	// MailboxMaxFiles is how many files a message may carry (shown on
 	// the forms; the Postfach enforces its own limit).
 	MailboxMaxFiles int
+	// Vorgaenge is the Vorgang tracking (lists, timeline, status changes).
+	Vorgaenge *audit.VorgangService
+	// People names insured persons on the caseworkers' pages.
+	People People
 	// ClientHash is the keyed hash of the client address for audit events.
 	ClientHash func(c *fiber.Ctx) string
 	Logger     *slog.Logger
@@ -81,6 +86,7 @@ func MountUI(s *Server, o UIOptions) (*UI, error) {
 	u.mountPIN(app)
 	u.mountAuth(app)
 	u.mountPostfach(app)
+	u.mountTeam(app)
 	return u, nil
 }
 
@@ -280,6 +286,9 @@ var notices = map[string]string{
 	"wieder-geoeffnet":     "Die Unterhaltung ist wieder offen.",
 	"uebernommen":          "Sie bearbeiten diese Unterhaltung jetzt.",
 	"nicht-moeglich":       "Diese Aktion ist hier nicht möglich.",
+	"status-geaendert":     "Der Status ist geändert. Die versicherte Person sieht den neuen Stand in „Meine Vorgänge“.",
+	"konto-gesperrt":       "Der Zugang ist gesperrt; alle Sitzungen der Person sind beendet.",
+	"konto-entsperrt":      "Der Zugang ist entsperrt.",
 	"pin-abgemeldet":       "Sie haben sich abgemeldet. Ihre Eingaben und fertig hochgeladenen Dateien bleiben gespeichert; mit einer gültigen Einmal-PIN machen Sie später weiter.",
 	"pin-sitzung":          "Bitte melden Sie sich mit Ihrer Krankenversichertennummer und Ihrer Einmal-PIN an. Ihre Sitzung ist abgelaufen oder beendet.",
 	"entwurf-gespeichert":  "Ihre Eingaben sind gespeichert. Sie können jederzeit weitermachen, auch nach einer erneuten Anmeldung mit einer gültigen PIN.",

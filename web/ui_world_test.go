@@ -11,6 +11,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"postbox/audit"
 	"postbox/auth"
 	"postbox/intake"
 	"postbox/kasse"
@@ -31,6 +32,7 @@ type uiWorld struct {
 	auth   *auth.Service
 	mail   *mailbox.Service
 	pin    *intake.PINService
+	vg     *audit.VorgangService
 	kasse  kasse.Kasse
 	erika  kasse.Person
 	team   mailbox.Team
@@ -118,7 +120,8 @@ func newUIWorld(t *testing.T) *uiWorld {
 	desk := NewPINIntake(PINIntakeOptions{Service: w.pin, BaseURL: "http://example.com", ClientKey: key})
 	desk.Mount(w.srv.App())
 	MountPostfach(w.srv.App(), w.mail, PostfachOptions{})
-	if _, err := MountUI(w.srv, UIOptions{Kassen: db, Auth: w.auth, PIN: desk, Mailbox: w.mail}); err != nil {
+	w.vg = &audit.VorgangService{Store: db.Vorgaenge()}
+	if _, err := MountUI(w.srv, UIOptions{Kassen: db, Auth: w.auth, PIN: desk, Mailbox: w.mail, Vorgaenge: w.vg, People: db}); err != nil {
 		t.Fatal(err)
 	}
 	return w
@@ -145,4 +148,20 @@ func (w *uiWorld) thread(subject, body string) mailbox.Thread {
 		w.t.Fatal(err)
 	}
 	return th
+}
+
+// vorgang creates a Vorgang of Erika as a submission would.
+func (w *uiWorld) vorgang(title string) audit.Vorgang {
+	w.t.Helper()
+	var v audit.Vorgang
+	err := w.db.InTx(context.Background(), func(tx *sqldb.Tx) error {
+		var err error
+		v, _, err = tx.CreateVorgang(context.Background(), audit.Vorgang{TenantID: w.kasse.ID, PersonID: w.erika.ID, Type: "krankengeld", Title: title},
+			uuid.NewString(), w.erika.ID)
+		return err
+	})
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	return v
 }

@@ -61,7 +61,8 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 	uploads := mountUploads(srv, a, desk)                                  // tus under /api/uploads, behind the PIN session
 	pf := mountPostfach(srv, a) // Postfach API; its notifier worker and retention start below
 	if _, err := web.MountUI(srv, web.UIOptions{Kassen: a.db, Auth: a.auth, PIN: desk, Mailbox: pf.svc,
-		MailboxMaxFiles: cfg.PostfachMaxAttachments, Logger: log}); err != nil {
+		MailboxMaxFiles: cfg.PostfachMaxAttachments, Vorgaenge: &audit.VorgangService{Store: a.db.Vorgaenge()}, People: a.db,
+		Logger: log}); err != nil {
 		return err
 	}
 	web.MountAuth(srv.App(), a.auth)
