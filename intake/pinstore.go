@@ -155,6 +155,11 @@ type ReceiptPost struct {
 	TeamName      string // name of the team if it must be created
 	Subject       string
 	PersonMessage string // what the person wrote ("" for none)
+	// Caseworker is the account that issued the PIN of this session (""
+	// for a batch): the thread is assigned to them when they are in the
+	// team, and a team created for this submission gets them as its
+	// first member, so somebody sees it.
+	Caseworker string
 	ReceiptBody   string
 	Files         []FinalFile
 }

@@ -120,9 +120,13 @@ func (s *PINService) Submit(ctx context.Context, a Actor, draftID string) (Recei
 			return err
 		}
 		sort.SliceStable(files, func(i, j int) bool { return files[i].FileName < files[j].FileName })
+		caseworker, err := issuerOfSession(ctx, tx, a)
+		if err != nil {
+			return err
+		}
 		threadID, sub, err := tx.PostReceipt(ctx, ReceiptPost{TenantID: a.TenantID, PersonID: a.PersonID, VorgangID: v.ID,
 			Topic: string(d.CaseType), TeamName: d.CaseType.Label(), Subject: d.Subject, PersonMessage: personMessage(d),
-			ReceiptBody: receiptBody(k, d, v, files), Files: files})
+			Caseworker: caseworker, ReceiptBody: receiptBody(k, d, v, files), Files: files})
 		if err != nil {
 			return err
 		}
@@ -187,6 +191,31 @@ func (s *PINService) SubmittedReceipt(ctx context.Context, token string) (Receip
 		return err
 	})
 	return rec, err
+}
+
+// issuerOfSession is the caseworker who issued the PIN the person logged
+// in with ("" for a batch PIN or an account login).
+func issuerOfSession(ctx context.Context, tx PINTx, a Actor) (string, error) {
+	if a.SessionID == "" || a.AccountID != "" {
+		return "", nil
+	}
+	sess, err := tx.PINSessionByHash(ctx, a.SessionID)
+	if errors.Is(err, ErrPINSessionNotFound) {
+		return "", nil
+	}
+	if err != nil {
+		return "", err
+	}
+	pins, err := tx.PINsOfPerson(ctx, a.TenantID, a.PersonID)
+	if err != nil {
+		return "", err
+	}
+	for _, p := range pins {
+		if p.ID == sess.PINID {
+			return p.IssuedBy, nil
+		}
+	}
+	return "", nil
 }
 
 func receiptOf(ctx context.Context, tx PINTx, tenantID, vorgangID string) (Receipt, error) {

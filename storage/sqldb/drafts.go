@@ -98,16 +98,22 @@ func (t pinTx) VorgangByID(ctx context.Context, tenantID, id string) (audit.Vorg
 // methods of Tx. The team of the topic is created race-free: two first
 // submissions of one topic at once both end up in the same team.
 func (t pinTx) PostReceipt(ctx context.Context, p intake.ReceiptPost) (string, []intake.SubmittedFile, error) {
-	if _, err := t.exec(ctx, `INSERT INTO teams (id, tenant_id, name, topic, created_at) VALUES ($1, $2, $3, $4, $5)
-		ON CONFLICT (tenant_id, topic) DO NOTHING`, uuid.NewString(), p.TenantID, p.TeamName, p.Topic, micros(t.Now())); err != nil {
+	res, err := t.exec(ctx, `INSERT INTO teams (id, tenant_id, name, topic, created_at) VALUES ($1, $2, $3, $4, $5)
+		ON CONFLICT (tenant_id, topic) DO NOTHING`, uuid.NewString(), p.TenantID, p.TeamName, p.Topic, micros(t.Now()))
+	if err != nil {
 		return "", nil, fmt.Errorf("ensure team: %w", err)
 	}
+	created, _ := res.RowsAffected()
 	var teamID string
 	if err := t.queryRow(ctx, `SELECT id FROM teams WHERE tenant_id = $1 AND topic = $2`, p.TenantID, p.Topic).Scan(&teamID); err != nil {
 		return "", nil, fmt.Errorf("ensure team: %w", err)
 	}
+	assignee, err := t.receiptAssignee(ctx, p, teamID, created == 1)
+	if err != nil {
+		return "", nil, err
+	}
 	th, err := t.CreateThread(ctx, mailbox.Thread{TenantID: p.TenantID, OwnerKind: mailbox.OwnerPerson, OwnerID: p.PersonID,
-		TeamID: teamID, Subject: p.Subject, VorgangID: p.VorgangID})
+		TeamID: teamID, Subject: p.Subject, VorgangID: p.VorgangID, AssignedTo: assignee})
 	if err != nil {
 		return "", nil, err
 	}
@@ -132,6 +138,38 @@ func (t pinTx) PostReceipt(ctx context.Context, p intake.ReceiptPost) (string, [
 		out[i] = submittedFile(a)
 	}
 	return th.ID, out, nil
+}
+
+// receiptAssignee returns the caseworker to assign the thread to: the one
+// who issued the PIN, if they are (or, in a team just created, become) a
+// member of the team.
+func (t pinTx) receiptAssignee(ctx context.Context, p intake.ReceiptPost, teamID string, teamCreated bool) (string, error) {
+	if p.Caseworker == "" {
+		return "", nil
+	}
+	var staff int
+	if err := t.queryRow(ctx, `SELECT COUNT(*) FROM accounts WHERE tenant_id = $1 AND id = $2 AND role IN ('caseworker', 'teamlead')`,
+		p.TenantID, p.Caseworker).Scan(&staff); err != nil {
+		return "", fmt.Errorf("receipt assignee: %w", err)
+	}
+	if staff == 0 {
+		return "", nil
+	}
+	if teamCreated {
+		if err := t.AddTeamMember(ctx, p.TenantID, teamID, p.Caseworker); err != nil {
+			return "", err
+		}
+		return p.Caseworker, nil
+	}
+	var member int
+	if err := t.queryRow(ctx, `SELECT COUNT(*) FROM team_members WHERE tenant_id = $1 AND team_id = $2 AND account_id = $3`,
+		p.TenantID, teamID, p.Caseworker).Scan(&member); err != nil {
+		return "", fmt.Errorf("receipt assignee: %w", err)
+	}
+	if member == 0 {
+		return "", nil
+	}
+	return p.Caseworker, nil
 }
 
 func submittedFile(a mailbox.Attachment) intake.SubmittedFile {

@@ -17,6 +17,7 @@ import (
 	"postbox/auth"
 	"postbox/intake"
 	"postbox/kasse"
+	"postbox/mailbox"
 	"postbox/notifier"
 	"postbox/storage/sqldb"
 )
@@ -49,7 +50,9 @@ type pinWorld struct {
 	kasse  kasse.Kasse
 	erika  kasse.Person
 	max    kasse.Person
-	worker intake.Actor // a caseworker of the Kasse
+	worker intake.Actor // a caseworker of the Kasse (with an account)
+
+	erikaAccount string // Erika's portal account (for her Postfach)
 }
 
 func newPINWorld(t *testing.T, newStore func(t *testing.T) (*sqldb.Store, []sqldb.Migration)) *pinWorld {
@@ -78,6 +81,15 @@ func newPINWorld(t *testing.T, newStore func(t *testing.T) (*sqldb.Store, []sqld
 	})
 	w.worker = intake.Actor{Principal: auth.Principal{AccountID: "cw-" + uuid.NewString()[:8], TenantID: w.kasse.ID, Role: auth.RoleCaseworker},
 		ClientHash: "c1", RequestID: "req-issue"}
+	w.erikaAccount = "acc-" + uuid.NewString()[:8]
+	mustTx(t, s, func(tx *sqldb.Tx) error {
+		if err := tx.CreateAccount(ctx, auth.Account{ID: w.worker.AccountID, TenantID: w.kasse.ID, Role: auth.RoleCaseworker,
+			Username: "sachb-" + w.worker.AccountID[3:], Status: auth.StatusActive, PasswordHash: "$argon2id$x"}); err != nil {
+			return err
+		}
+		return tx.CreateAccount(ctx, auth.Account{ID: w.erikaAccount, TenantID: w.kasse.ID, Role: auth.RoleInsured, PersonID: w.erika.ID,
+			Username: "erika-" + w.erikaAccount[4:], Status: auth.StatusActive, PasswordHash: "$argon2id$x"})
+	})
 	return w
 }
 
@@ -740,6 +752,32 @@ func testIntake(t *testing.T, newStore func(t *testing.T) (*sqldb.Store, []sqldb
 		if n := w.count(fmt.Sprintf(`SELECT COUNT(*) FROM threads th JOIN teams tm ON tm.id = th.team_id
 			WHERE th.id = '%s' AND tm.topic = 'krankengeld' AND th.owner_id = '%s' AND th.vorgang_id = '%s'`, rec.ThreadID, w.erika.ID, rec.Vorgang.ID)); n != 1 {
 			t.Fatalf("thread to the Krankengeld team with the Vorgang: %d", n)
+		}
+		// The thread is in Erika's Postfach and in the inbox of the caseworker
+		// who asked (first member of the team created for it).
+		postfach := &mailbox.Service{Store: w.s.Mailbox()}
+		for who, p := range map[string]auth.Principal{
+			"Erika":      {TenantID: w.kasse.ID, AccountID: w.erikaAccount, Role: auth.RoleInsured, PersonID: w.erika.ID},
+			"caseworker": w.worker.Principal,
+		} {
+			threads, err := postfach.List(ctx, mailbox.Actor{Principal: p}, mailbox.Filter{})
+			if err != nil || len(threads) != 1 || threads[0].ID != rec.ThreadID {
+				t.Fatalf("%s's list: %+v, %v", who, threads, err)
+			}
+			if threads[0].AssignedTo != w.worker.AccountID {
+				t.Fatalf("thread assigned to %q, want the caseworker who asked", threads[0].AssignedTo)
+			}
+		}
+		_, msgs, err := postfach.Open(ctx, mailbox.Actor{Principal: auth.Principal{TenantID: w.kasse.ID, AccountID: w.erikaAccount,
+			Role: auth.RoleInsured, PersonID: w.erika.ID}}, rec.ThreadID)
+		receipts := 0
+		for _, m := range msgs {
+			if m.Kind == mailbox.KindReceipt && len(m.Attachments) == 2 {
+				receipts++
+			}
+		}
+		if err != nil || receipts != 1 {
+			t.Fatalf("Erika opens the thread: %d receipts with both files among %d messages, %v", receipts, len(msgs), err)
 		}
 		for _, p := range []intake.IssuedPIN{a, b} {
 			if _, err := w.login(w.erika.KVNR, p.PIN, "client-c"); refusal(err) != intake.RefusedUsed {
