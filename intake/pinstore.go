@@ -159,9 +159,9 @@ type ReceiptPost struct {
 	// for a batch): the thread is assigned to them when they are in the
 	// team, and a team created for this submission gets them as its
 	// first member, so somebody sees it.
-	Caseworker string
-	ReceiptBody   string
-	Files         []FinalFile
+	Caseworker  string
+	ReceiptBody string
+	Files       []FinalFile
 }
 
 // SubmittedFile is a file of a Vorgang: the attachment row that links the
