@@ -129,6 +129,9 @@ func seedDemo(ctx context.Context, a *app) (*demoData, error) {
 	if err := prepareDemoLogins(ctx, a, d); err != nil {
 		return nil, err
 	}
+	if err := seedDemoTeams(ctx, a, "sachb"); err != nil {
+		return nil, err
+	}
 
 	pin, err := intake.NewPIN()
 	if err != nil {
