@@ -87,6 +87,7 @@ func MountUI(s *Server, o UIOptions) (*UI, error) {
 	u.mountAuth(app)
 	u.mountPostfach(app)
 	u.mountTeam(app)
+	u.mountAccount(app)
 	return u, nil
 }
 
@@ -289,6 +290,15 @@ var notices = map[string]string{
 	"status-geaendert":     "Der Status ist geändert. Die versicherte Person sieht den neuen Stand in „Meine Vorgänge“.",
 	"konto-gesperrt":       "Der Zugang ist gesperrt; alle Sitzungen der Person sind beendet.",
 	"konto-entsperrt":      "Der Zugang ist entsperrt.",
+	"bestaetigt":           "Danke, bestätigt. Sie können jetzt 5 Minuten lang Ihre Daten, die Mobilnummer und Geräte ändern.",
+	"daten-gespeichert":    "Ihre Daten sind gespeichert.",
+	"mobil-codes":          "Wir haben Ihnen die Codes geschickt. Bitte geben Sie sie unten ein.",
+	"mobil-geaendert":      "Ihre neue Mobilnummer ist bestätigt; die mTAN kommt ab jetzt dorthin.",
+	"geraet-entfernt":      "Das Gerät ist entfernt.",
+	"passwort-geaendert":   "Ihr Passwort ist geändert. Ihre anderen Sitzungen wurden beendet.",
+	"andere-abgemeldet":    "Alle anderen Sitzungen sind beendet.",
+	"keine-anderen":        "Es gab keine anderen Sitzungen.",
+	"konto-beendet":        "Ihr Konto ist beendet. Vielen Dank, dass Sie das Postfach genutzt haben.",
 	"pin-abgemeldet":       "Sie haben sich abgemeldet. Ihre Eingaben und fertig hochgeladenen Dateien bleiben gespeichert; mit einer gültigen Einmal-PIN machen Sie später weiter.",
 	"pin-sitzung":          "Bitte melden Sie sich mit Ihrer Krankenversichertennummer und Ihrer Einmal-PIN an. Ihre Sitzung ist abgelaufen oder beendet.",
 	"entwurf-gespeichert":  "Ihre Eingaben sind gespeichert. Sie können jederzeit weitermachen, auch nach einer erneuten Anmeldung mit einer gültigen PIN.",
@@ -328,6 +338,9 @@ func navFor(r auth.Role, current string) []navLink {
 		links = []navLink{{Href: "/pruefung", Label: "Ereignisse"}}
 	case auth.RoleProviderAdmin:
 		links = []navLink{{Href: "/verwaltung/benutzer", Label: "Benutzer"}}
+	}
+	if len(links) > 0 && r != auth.RoleInsured {
+		links = append(links, navLink{Href: "/konto", Label: "Mein Konto"})
 	}
 	best := -1
 	for i, l := range links {
