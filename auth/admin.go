@@ -34,8 +34,8 @@ func (s *Service) staffTarget(ctx context.Context, tx Tx, actor Principal, accou
 }
 
 // LockOnSuspicion locks an account "bei Verdacht" on unauthorised use
-// (seed 004); every session ends. reason is a short internal note kept in
-// the audit event only as its length (no free text with personal data).
+// (seed 004); every session ends. Only Unlock (staff) lifts it, not a
+// password reset.
 func (s *Service) LockOnSuspicion(ctx context.Context, m Meta, actor Principal, accountID string) error {
 	return s.inTx(ctx, func(tx Tx) error {
 		a, err := s.staffTarget(ctx, tx, actor, accountID)
