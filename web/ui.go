@@ -88,6 +88,7 @@ func MountUI(s *Server, o UIOptions) (*UI, error) {
 	u.mountPostfach(app)
 	u.mountTeam(app)
 	u.mountAccount(app)
+	u.mountProvider(app)
 	return u, nil
 }
 
@@ -129,6 +130,7 @@ func parsePages(assets *assetSet) (map[string]*template.Template, error) {
 		"add":        func(a, b int) int { return a + b },
 		"pathescape": url.PathEscape,
 		"short":      shortDate,
+		"list":       func(s ...string) []string { return s },
 		"attach": func(v *view, pending []mailbox.Upload, max int) attachField {
 			return attachField{V: v, Pending: pending, Max: max}
 		},
@@ -299,6 +301,9 @@ var notices = map[string]string{
 	"andere-abgemeldet":    "Alle anderen Sitzungen sind beendet.",
 	"keine-anderen":        "Es gab keine anderen Sitzungen.",
 	"konto-beendet":        "Ihr Konto ist beendet. Vielen Dank, dass Sie das Postfach genutzt haben.",
+	"eingeladen":           "Die Einladung ist verschickt. Sie gilt 720 Stunden (30 Tage).",
+	"erneut-eingeladen":    "Die Einladung ist erneut verschickt; die vorherige gilt nicht mehr.",
+	"widerrufen":           "Die Einladung ist widerrufen.",
 	"pin-abgemeldet":       "Sie haben sich abgemeldet. Ihre Eingaben und fertig hochgeladenen Dateien bleiben gespeichert; mit einer gültigen Einmal-PIN machen Sie später weiter.",
 	"pin-sitzung":          "Bitte melden Sie sich mit Ihrer Krankenversichertennummer und Ihrer Einmal-PIN an. Ihre Sitzung ist abgelaufen oder beendet.",
 	"entwurf-gespeichert":  "Ihre Eingaben sind gespeichert. Sie können jederzeit weitermachen, auch nach einer erneuten Anmeldung mit einer gültigen PIN.",

@@ -95,8 +95,12 @@ func newUIWorld(t *testing.T) *uiWorld {
 			name string
 			role auth.Role
 			team string
-		}{{"erika", auth.RoleInsured, ""}, {"sachb", auth.RoleCaseworker, w.team.ID}, {"hilfe", auth.RoleCaseworker, other.ID}, {"pruefer", auth.RoleAuditor, ""}} {
+		}{{"erika", auth.RoleInsured, ""}, {"sachb", auth.RoleCaseworker, w.team.ID}, {"hilfe", auth.RoleCaseworker, other.ID}, {"pruefer", auth.RoleAuditor, ""},
+			{"lebadmin", auth.RoleProviderAdmin, ""}} {
 			acc := auth.Account{ID: uuid.NewString(), TenantID: w.kasse.ID, Role: a.role, Username: a.name, DisplayName: a.name, Status: auth.StatusActive}
+			if a.role == auth.RoleProviderAdmin {
+				acc.OrgID, acc.GivenName, acc.FamilyName = "org-"+w.kasse.ID, "Bernd", "Apoll"
+			}
 			if a.role == auth.RoleInsured {
 				acc.PersonID = w.erika.ID
 			}
@@ -108,7 +112,7 @@ func newUIWorld(t *testing.T) *uiWorld {
 					return err
 				}
 			}
-			w.people[a.name] = auth.Principal{TenantID: w.kasse.ID, AccountID: acc.ID, Role: a.role, PersonID: acc.PersonID}
+			w.people[a.name] = auth.Principal{TenantID: w.kasse.ID, AccountID: acc.ID, Role: a.role, PersonID: acc.PersonID, OrgID: acc.OrgID}
 		}
 		return nil
 	})
