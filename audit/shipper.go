@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"sync/atomic"
 	"time"
 )
 
@@ -13,69 +14,259 @@ type Outbox interface {
 	MarkEventsShipped(ctx context.Context, ids []string) error
 }
 
+// CursorOutbox can read its queue from a position, in the order of
+// PendingEvents ((Time, ID) of the events). With it, Run reads the next
+// batch while the previous one is appended and marked.
+type CursorOutbox interface {
+	Outbox
+	PendingEventsAfter(ctx context.Context, after *Cursor, limit int) ([]Event, error)
+}
+
 // Shipper moves events from the outbox to the event store. It is
 // at-least-once: a crash between Append and MarkEventsShipped appends the
 // batch again, which the store's dedupe by event id absorbs.
 type Shipper struct {
 	Outbox   Outbox
 	Store    EventStore
-	Batch    int           // events per Append; ClickHouse likes thousands
-	Interval time.Duration // pause when the outbox is empty
-	Logger   *slog.Logger
+	Batch    int           // events per Append; ClickHouse likes thousands (default 10000)
+	Interval time.Duration // pause when the outbox is empty (default 1 s)
+	// MaxBackoff caps the pause between retries while the store or the
+	// database is down (default 30 s); the pause starts at Interval and
+	// doubles.
+	MaxBackoff time.Duration
+	Logger     *slog.Logger
+	// Shipped, when set, is told how many events each marked batch held.
+	Shipped func(n int)
+}
+
+func (s *Shipper) batch() int {
+	if s.Batch > 0 {
+		return s.Batch
+	}
+	return 10000
+}
+
+func (s *Shipper) interval() time.Duration {
+	if s.Interval > 0 {
+		return s.Interval
+	}
+	return time.Second
+}
+
+func (s *Shipper) maxBackoff() time.Duration {
+	if s.MaxBackoff > 0 {
+		return s.MaxBackoff
+	}
+	return 30 * time.Second
+}
+
+func (s *Shipper) log() *slog.Logger {
+	if s.Logger != nil {
+		return s.Logger
+	}
+	return slog.Default()
 }
 
 // ShipOnce ships up to one batch and reports how many events it shipped.
 func (s *Shipper) ShipOnce(ctx context.Context) (int, error) {
-	batch := s.Batch
-	if batch <= 0 {
-		batch = 5000
-	}
-	events, err := s.Outbox.PendingEvents(ctx, batch)
+	events, err := s.Outbox.PendingEvents(ctx, s.batch())
 	if err != nil || len(events) == 0 {
 		return 0, err
 	}
 	if err := s.Store.Append(ctx, events); err != nil {
 		return 0, fmt.Errorf("append %d events: %w", len(events), err)
 	}
-	ids := make([]string, len(events))
-	for i, e := range events {
-		ids[i] = e.ID
-	}
-	if err := s.Outbox.MarkEventsShipped(ctx, ids); err != nil {
+	if err := s.Outbox.MarkEventsShipped(ctx, ids(events)); err != nil {
 		return 0, fmt.Errorf("mark %d events shipped: %w", len(events), err)
+	}
+	if s.Shipped != nil {
+		s.Shipped(len(events))
 	}
 	return len(events), nil
 }
 
-// Run ships until ctx ends. While the store is down it retries with a
-// growing pause (up to 30 s); events wait safely in the outbox meanwhile.
+func ids(events []Event) []string {
+	out := make([]string, len(events))
+	for i, e := range events {
+		out[i] = e.ID
+	}
+	return out
+}
+
+// Run ships until ctx ends. While the store or the database is down it
+// retries with a growing pause (Interval doubling up to MaxBackoff); events
+// wait safely in the outbox meanwhile. With a CursorOutbox the three steps
+// overlap: reading batch n+1, appending batch n and marking batch n-1 run
+// at once, so the slowest step alone sets the rate.
 func (s *Shipper) Run(ctx context.Context) {
-	log := s.Logger
-	if log == nil {
-		log = slog.Default()
+	if co, ok := s.Outbox.(CursorOutbox); ok {
+		s.runPipelined(ctx, co)
+		return
 	}
-	interval := s.Interval
-	if interval <= 0 {
-		interval = time.Second
-	}
-	backoff := interval
+	backoff := s.retry()
 	for {
 		n, err := s.ShipOnce(ctx)
-		wait := interval
+		wait := s.interval()
 		switch {
 		case err != nil && ctx.Err() == nil:
-			log.Warn("audit event shipping failed, will retry", "err", err, "retry_in", backoff.String())
-			wait = backoff
-			backoff = min(backoff*2, 30*time.Second)
+			wait = backoff.next()
+			s.log().Warn("audit event shipping failed, will retry", "err", err, "retry_in", wait.String())
 		case n > 0:
-			backoff, wait = interval, 0 // more may be waiting
+			backoff.reset()
+			wait = 0 // more may be waiting
 		default:
-			backoff = interval
+			backoff.reset()
 		}
+		if !sleep(ctx, wait) {
+			return
+		}
+	}
+}
+
+type backoff struct{ cur, start, max time.Duration }
+
+func (s *Shipper) retry() *backoff {
+	return &backoff{cur: s.interval(), start: s.interval(), max: s.maxBackoff()}
+}
+
+func (b *backoff) next() time.Duration {
+	d := b.cur
+	b.cur = min(b.cur*2, b.max)
+	return d
+}
+
+func (b *backoff) reset() { b.cur = b.start }
+
+// sleep waits d or until ctx ends; false when ctx ended.
+func sleep(ctx context.Context, d time.Duration) bool {
+	if d <= 0 {
+		return ctx.Err() == nil
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+// runPipelined: a reader walks the queue with a cursor and hands batches to
+// an appender, which hands them to a marker; channels of one keep at most
+// three batches in memory. Events that commit late with an earlier time
+// than the cursor are found when the reader reaches the end of the queue:
+// it then waits until every batch in flight is marked and starts over.
+func (s *Shipper) runPipelined(ctx context.Context, co CursorOutbox) {
+	toAppend := make(chan []Event, 1)
+	toMark := make(chan []Event, 1)
+	var inflight atomic.Int64 // batches read but not yet marked
+	done := make(chan struct{}, 2)
+
+	go func() { // appender
+		defer func() { done <- struct{}{} }()
+		for evs := range toAppend {
+			if !s.until(ctx, "append", len(evs), func() error { return s.Store.Append(ctx, evs) }) {
+				return
+			}
+			select {
+			case toMark <- evs:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	go func() { // marker
+		defer func() { done <- struct{}{} }()
+		for {
+			var evs []Event
+			select {
+			case evs = <-toMark:
+			case <-ctx.Done():
+				return
+			}
+			if !s.until(ctx, "mark shipped", len(evs), func() error { return co.MarkEventsShipped(ctx, ids(evs)) }) {
+				return
+			}
+			inflight.Add(-1)
+			if s.Shipped != nil {
+				s.Shipped(len(evs))
+			}
+		}
+	}()
+	defer func() {
+		close(toAppend)
+		<-done
+		<-done
+	}()
+
+	// drained waits until every batch handed on is marked.
+	drained := func() bool {
+		for inflight.Load() > 0 {
+			if !sleep(ctx, 2*time.Millisecond) {
+				return false
+			}
+		}
+		return true
+	}
+	batch := s.batch()
+	backoff := s.retry()
+	var after *Cursor
+	for ctx.Err() == nil {
+		evs, err := co.PendingEventsAfter(ctx, after, batch)
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			wait := backoff.next()
+			s.log().Warn("reading audit outbox failed, will retry", "err", err, "retry_in", wait.String())
+			sleep(ctx, wait)
+			continue
+		}
+		backoff.reset()
+		if len(evs) == 0 {
+			if after != nil { // end of a pass: start over for late commits
+				after = nil
+				if !drained() {
+					return
+				}
+				continue
+			}
+			sleep(ctx, s.interval())
+			continue
+		}
+		inflight.Add(1)
 		select {
+		case toAppend <- evs:
 		case <-ctx.Done():
 			return
-		case <-time.After(wait):
+		}
+		last := evs[len(evs)-1]
+		after = &Cursor{Time: last.Time, ID: last.ID}
+		if len(evs) < batch {
+			after = nil
+			if !drained() {
+				return
+			}
+		}
+	}
+}
+
+// until retries fn with backoff until it succeeds (true) or ctx ends.
+func (s *Shipper) until(ctx context.Context, what string, n int, fn func() error) bool {
+	b := s.retry()
+	for {
+		err := fn()
+		if err == nil {
+			return true
+		}
+		if ctx.Err() != nil {
+			return false
+		}
+		wait := b.next()
+		s.log().Warn("audit event shipping failed, will retry", "step", what, "events", n, "err", err, "retry_in", wait.String())
+		if !sleep(ctx, wait) {
+			return false
 		}
 	}
 }

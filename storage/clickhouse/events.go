@@ -54,12 +54,31 @@ func (s *Store) Append(ctx context.Context, events []audit.Event) error {
 		return fmt.Errorf("append audit events to clickhouse %s: %w", s.addr, err)
 	}
 	defer batch.Close()
-	for _, e := range events {
-		us := e.Time.UnixMicro()
-		if err := batch.Append(time.Unix(us/1e6, 0).UTC(), e.ID, e.TenantID, e.Seq, us, e.ActorID, e.ActorRole,
-			e.Type, e.SubjectType, e.SubjectID, string(e.Outcome), e.ClientHash, e.RequestID, e.Details,
-			e.PrevHash, e.Hash); err != nil {
-			return fmt.Errorf("append audit event %s: %w", e.ID, err)
+	// Column by column: one slice per column instead of 16 reflected
+	// values per row (measured: rows/s several times the row-wise Append).
+	n := len(events)
+	ts := make([]time.Time, n)
+	seq, us := make([]int64, n), make([]int64, n)
+	cols := make([][]string, 13)
+	for i := range cols {
+		cols[i] = make([]string, n)
+	}
+	for i, e := range events {
+		u := e.Time.UnixMicro()
+		ts[i], us[i], seq[i] = time.Unix(u/1e6, 0).UTC(), u, e.Seq
+		for j, v := range [...]string{e.ID, e.TenantID, e.ActorID, e.ActorRole, e.Type, e.SubjectType, e.SubjectID,
+			string(e.Outcome), e.ClientHash, e.RequestID, e.Details, e.PrevHash, e.Hash} {
+			cols[j][i] = v
+		}
+	}
+	// Order of the INSERT: ts, id, tenant_id, seq, ts_unix_us, then the rest.
+	values := []any{ts, cols[0], cols[1], seq, us}
+	for _, c := range cols[2:] {
+		values = append(values, c)
+	}
+	for i, v := range values {
+		if err := batch.Column(i).Append(v); err != nil {
+			return fmt.Errorf("append audit events, column %d: %w", i, err)
 		}
 	}
 	if err := batch.Send(); err != nil {

@@ -60,22 +60,40 @@ func (t *Tx) RecordEvent(ctx context.Context, e audit.Event) (audit.Event, error
 		string(e.Outcome), e.ClientHash, e.RequestID, e.Details, e.PrevHash, e.Hash); err != nil {
 		return e, fmt.Errorf("insert audit event: %w", err)
 	}
+	if _, err := t.exec(ctx, `INSERT INTO audit_ship_queue (id, ts) VALUES ($1, $2)`, e.ID, micros(e.Time)); err != nil {
+		return e, fmt.Errorf("queue audit event: %w", err)
+	}
 	if _, err := t.exec(ctx, `UPDATE audit_chain_heads SET seq = $1, hash = $2 WHERE tenant_id = $3`, e.Seq, e.Hash, e.TenantID); err != nil {
 		return e, fmt.Errorf("advance chain head: %w", err)
 	}
 	return e, nil
 }
 
-// PendingEvents returns up to limit events not yet shipped to the event store.
+// PendingEvents returns up to limit events not yet shipped to the event
+// store, oldest first.
 func (s *Store) PendingEvents(ctx context.Context, limit int) ([]audit.Event, error) {
-	rows, err := s.db.QueryContext(ctx, s.rebind(`SELECT id, tenant_id, seq, ts, actor_id, actor_role, type, subject_type, subject_id,
-		outcome, client_hash, request_id, details, prev_hash, hash
-		FROM audit_outbox WHERE shipped_at IS NULL ORDER BY ts, id LIMIT $1`), limit)
+	return s.PendingEventsAfter(ctx, nil, limit)
+}
+
+// PendingEventsAfter returns up to limit queued events after the cursor in
+// (ts, id) order: the queue is read by its index and joined to the outbox
+// rows by primary key. The shipper reads the next batch this way while the
+// previous one is still being appended (audit.CursorOutbox).
+func (s *Store) PendingEventsAfter(ctx context.Context, after *audit.Cursor, limit int) ([]audit.Event, error) {
+	q := `SELECT o.id, o.tenant_id, o.seq, o.ts, o.actor_id, o.actor_role, o.type, o.subject_type, o.subject_id,
+		o.outcome, o.client_hash, o.request_id, o.details, o.prev_hash, o.hash
+		FROM audit_ship_queue q JOIN audit_outbox o ON o.id = q.id`
+	args := []any{limit}
+	if after != nil {
+		q += ` WHERE (q.ts, q.id) > ($2, $3)`
+		args = append(args, micros(after.Time), after.ID)
+	}
+	rows, err := s.db.QueryContext(ctx, s.rebind(q+` ORDER BY q.ts, q.id LIMIT $1`), args...)
 	if err != nil {
 		return nil, fmt.Errorf("pending events: %w", err)
 	}
 	defer rows.Close()
-	var out []audit.Event
+	out := make([]audit.Event, 0, min(limit, 10000))
 	for rows.Next() {
 		var (
 			e       audit.Event
@@ -92,21 +110,32 @@ func (s *Store) PendingEvents(ctx context.Context, limit int) ([]audit.Event, er
 	return out, rows.Err()
 }
 
-// MarkEventsShipped records that the event store has these events.
+// MarkEventsShipped records that the event store has these events: their
+// queue entries go, the outbox rows stay until PurgeShippedEvents.
+// PostgreSQL gets the ids as one array parameter; SQLite in chunks that
+// stay below its bound-parameter limit.
 func (s *Store) MarkEventsShipped(ctx context.Context, ids []string) error {
 	if len(ids) == 0 {
 		return nil
 	}
-	args := make([]any, 0, len(ids)+1)
-	args = append(args, micros(s.now()))
-	marks := make([]string, len(ids))
-	for i, id := range ids {
-		args = append(args, id)
-		marks[i] = fmt.Sprintf("$%d", i+2)
+	if s.dialect == Postgres {
+		if _, err := s.db.ExecContext(ctx, `DELETE FROM audit_ship_queue WHERE id = ANY($1)`, ids); err != nil {
+			return fmt.Errorf("mark events shipped: %w", err)
+		}
+		return nil
 	}
-	_, err := s.db.ExecContext(ctx, s.rebind(`UPDATE audit_outbox SET shipped_at = $1 WHERE id IN (`+strings.Join(marks, ",")+`)`), args...)
-	if err != nil {
-		return fmt.Errorf("mark events shipped: %w", err)
+	for len(ids) > 0 {
+		chunk := ids[:min(len(ids), 5000)]
+		ids = ids[len(chunk):]
+		args := make([]any, len(chunk))
+		marks := make([]string, len(chunk))
+		for i, id := range chunk {
+			args[i] = id
+			marks[i] = "?"
+		}
+		if _, err := s.db.ExecContext(ctx, `DELETE FROM audit_ship_queue WHERE id IN (`+strings.Join(marks, ",")+`)`, args...); err != nil {
+			return fmt.Errorf("mark events shipped: %w", err)
+		}
 	}
 	return nil
 }
@@ -114,7 +143,7 @@ func (s *Store) MarkEventsShipped(ctx context.Context, ids []string) error {
 // OutboxDepth counts audit events not yet shipped and mails not yet sent.
 func (s *Store) OutboxDepth(ctx context.Context) (events, mails int64, err error) {
 	err = s.db.QueryRowContext(ctx, `SELECT
-		(SELECT COUNT(*) FROM audit_outbox WHERE shipped_at IS NULL),
+		(SELECT COUNT(*) FROM audit_ship_queue),
 		(SELECT COUNT(*) FROM mail_outbox WHERE status = 'pending')`).Scan(&events, &mails)
 	if err != nil {
 		err = fmt.Errorf("outbox depth: %w", err)

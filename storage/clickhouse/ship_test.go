@@ -1,0 +1,88 @@
+//go:build integration
+
+package clickhouse
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"postbox/audit"
+	"postbox/storage/postgres"
+	"postbox/storage/sqldb"
+	"postbox/storage/storagetest"
+)
+
+// fillOutbox writes n events of tenant into the PostgreSQL outbox with one
+// INSERT … SELECT, bypassing RecordEvent: shipping does not look at the
+// chain, and the benchmark measures shipping, not producing.
+func fillOutbox(tb testing.TB, db *sqldb.Store, tenant string, from, n int) {
+	tb.Helper()
+	_, err := db.DB().ExecContext(context.Background(), `INSERT INTO audit_outbox (id, tenant_id, seq, ts, actor_id, actor_role, type,
+		subject_type, subject_id, outcome, client_hash, request_id, details, prev_hash, hash)
+		SELECT gen_random_uuid()::text, $1, i, $2 + i * 1000, 'acc-' || (i % 200), 'caseworker',
+			(ARRAY['auth.login','vorgang.status.changed','mailbox.message.sent','intake.upload.completed'])[1 + i % 4],
+			'vorgang', 'v-' || (i % 10000), 'success', md5(i::text), 'req-' || i, '{"from":"eingegangen","to":"in_bearbeitung"}',
+			md5((i - 1)::text) || md5((i - 1)::text), md5(i::text) || md5(i::text)
+		FROM generate_series($3::bigint, $4::bigint) AS i`, tenant, time.Now().Add(-time.Hour).UnixMicro(), from+1, from+n)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	_, err = db.DB().ExecContext(context.Background(), `INSERT INTO audit_ship_queue (id, ts)
+		SELECT id, ts FROM audit_outbox WHERE tenant_id = $1 AND seq BETWEEN $2 AND $3`, tenant, from+1, from+n)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if _, err := db.DB().ExecContext(context.Background(), `ANALYZE audit_outbox, audit_ship_queue`); err != nil {
+		tb.Fatal(err)
+	}
+}
+
+func openPG(tb testing.TB) *sqldb.Store {
+	tb.Helper()
+	db, err := postgres.Open(context.Background(), storagetest.FreshPostgres(tb))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { db.Close() })
+	return db
+}
+
+// BenchmarkShipOutboxToClickHouse ships 200k events from the PostgreSQL
+// outbox to ClickHouse through audit.Shipper, end to end.
+func BenchmarkShipOutboxToClickHouse(b *testing.B) {
+	ctx := context.Background()
+	ch := openTestStore(b)
+	if _, err := ch.Migrate(ctx); err != nil {
+		b.Fatal(err)
+	}
+	db := openPG(b)
+	const n = 200_000
+	total := 0
+	for b.Loop() {
+		b.StopTimer()
+		fillOutbox(b, db, "bench", total, n)
+		shipped := make(chan int, 1000)
+		sh := &audit.Shipper{Outbox: db, Store: ch, Batch: 10000, Shipped: func(k int) { shipped <- k }}
+		ctx, cancel := context.WithCancel(ctx)
+		b.StartTimer()
+		go sh.Run(ctx)
+		for got := 0; got < n; {
+			select {
+			case k := <-shipped:
+				got += k
+			case <-time.After(time.Minute):
+				b.Fatalf("shipped %d of %d, then nothing for a minute", got, n)
+			}
+		}
+		b.StopTimer()
+		cancel()
+		total += n
+		b.StartTimer()
+	}
+	b.ReportMetric(float64(total)/b.Elapsed().Seconds(), "events/s")
+	var rows uint64
+	if err := ch.conn.QueryRow(ctx, "SELECT uniqExact(id) FROM "+ch.db+".audit_events").Scan(&rows); err != nil || rows != uint64(total) {
+		b.Fatalf("clickhouse holds %d distinct events, want %d (%v)", rows, total, err)
+	}
+}
