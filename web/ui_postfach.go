@@ -9,6 +9,7 @@ package web
 
 import (
 	"errors"
+	"html/template"
 	"io"
 	"mime"
 	"mime/multipart"
@@ -92,7 +93,7 @@ type postfachListData struct {
 	State    string
 	Query    string
 	Archive  string
-	Next     string // query of the next page; "" on the last
+	Next     template.URL // query of the next page (url.Values.Encode); "" on the last
 	TeamSide bool
 }
 
@@ -135,7 +136,7 @@ func (u *UI) listThreads(c *fiber.Ctx, teamSide bool) (*postfachListData, error)
 			}
 		}
 		q.Set("nach", encodeCursor(threads[len(threads)-1]))
-		d.Next = q.Encode()
+		d.Next = template.URL(q.Encode())
 	}
 	return d, nil
 }

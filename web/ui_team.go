@@ -124,7 +124,7 @@ type vorgangListData struct {
 	Type     string
 	Statuses []audit.Status
 	Types    []caseTypeOption
-	Next     string
+	Next     template.URL // query of the next page (url.Values.Encode)
 }
 
 var allStatuses = []audit.Status{audit.StatusEingegangen, audit.StatusInBearbeitung, audit.StatusRueckfrage, audit.StatusEntschieden, audit.StatusAbgeschlossen}
@@ -172,7 +172,7 @@ func (u *UI) teamVorgaenge(c *fiber.Ctx) error {
 		}
 		last := list[len(list)-1]
 		q.Set("nach", encodeVorgangCursor(audit.VorgangCursor{CreatedAt: last.CreatedAt, ID: last.ID}))
-		d.Next = q.Encode()
+		d.Next = template.URL(q.Encode())
 	}
 	return u.render(c, fiber.StatusOK, "team_vorgaenge", v)
 }
