@@ -193,3 +193,25 @@ func TestPostfachCompose(t *testing.T) {
 		t.Errorf("new thread not in the team inbox")
 	}
 }
+
+// The list pages: 26 threads make two pages, and the link to the second
+// keeps the filter.
+func TestPostfachListPaging(t *testing.T) {
+	w := newUIWorld(t)
+	for i := 0; i < 26; i++ {
+		w.thread(fmt.Sprintf("Frage %02d", i), "Text")
+	}
+	erika := w.as("erika")
+	_, page := erika.get("/postfach?status=open")
+	if n := strings.Count(page, ">Frage "); n != 25 {
+		t.Fatalf("first page: %d threads", n)
+	}
+	m := regexp.MustCompile(`<a href="\?([^"]+)">Ältere Nachrichten</a>`).FindStringSubmatch(page)
+	if m == nil || !strings.Contains(m[1], "status=open") {
+		t.Fatalf("no link to older messages with the filter: %v", m)
+	}
+	_, page = erika.get("/postfach?" + html.UnescapeString(m[1]))
+	if n := strings.Count(page, ">Frage "); n != 1 || !strings.Contains(page, ">Frage 00<") {
+		t.Errorf("second page: %d threads", n)
+	}
+}
