@@ -19,6 +19,8 @@ Usage:
   postbox serve [--demo] [settings]   run the portal (no settings: embedded default in ./data)
   postbox migrate [settings]          apply database migrations and exit
   postbox audit verify --kasse ID     recompute a Kasse's audit hash chain
+  postbox audit query --kasse ID ...  stream a Kasse's audit events as CSV or JSON ("postbox audit" lists all)
+  postbox audit retention             delete and redact expired audit events
   postbox pin issue --kasse ID --kvnr KVNR --type ANLIEGEN --text TEXT --out FILE [--print-pin]
                                       issue an Einmal-PIN and write its letter (PDF)
   postbox config                      print the settings table (Markdown)

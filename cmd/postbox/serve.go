@@ -56,6 +56,7 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	registerOutboxMetrics(reg, a)
 	srv := web.New(web.Options{Checks: a.checks, Registry: reg, Logger: log, HSTS: strings.HasPrefix(cfg.BaseURL, "https://")})
+	srv.UseAuditOrigin(audit.NewClientHasher(a.keys.clientAddr))
 	srv.UseSessions(a.auth, web.SessionOptions{Secure: cfg.SecureCookies}) // before every route that needs a login
 	desk := mountPINIntake(srv, a)                                         // before the upload routes: logs PIN sessions in
 	uploads := mountUploads(srv, a, desk)                                  // tus under /api/uploads, behind the PIN session
@@ -66,14 +67,11 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 		return err
 	}
 	web.MountAuth(srv.App(), a.auth)
+	aw := mountAudit(srv, a) // Vorgänge and auditor API
 
 	workCtx, stopWork := context.WithCancel(context.Background())
 	var workers sync.WaitGroup
-	workers.Add(1)
-	go func() {
-		defer workers.Done()
-		(&audit.Shipper{Outbox: a.db, Store: a.events, Interval: cfg.EventShipInterval, Logger: log}).Run(workCtx)
-	}()
+	aw.start(workCtx, &workers) // event shipper and audit retention
 	workers.Add(1)
 	go func() { defer workers.Done(); runUploadMaintenance(workCtx, uploads, log) }()
 	workers.Add(1)
@@ -153,55 +151,5 @@ func cmdMigrate(ctx context.Context, args []string, getenv func(string) string, 
 		return err
 	}
 	fmt.Fprintf(stdout, "database schema at version %d (%s)\n", v, a.db.Dialect())
-	return nil
-}
-
-func cmdAudit(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
-	if len(args) == 0 || args[0] != "verify" {
-		return errors.New(`usage: postbox audit verify --kasse ID`)
-	}
-	var kasseID string
-	cfg, _, err := parseConfig("audit verify", args[1:], getenv, func(fs *flag.FlagSet) {
-		fs.StringVar(&kasseID, "kasse", "", "Kasse (tenant) id")
-	})
-	if err != nil {
-		return err
-	}
-	if kasseID == "" {
-		return errors.New("audit verify: --kasse is required")
-	}
-	a, err := openApp(ctx, cfg, newLogger(io.Discard, cfg.LogLevel))
-	if err != nil {
-		return err
-	}
-	defer a.Close()
-	// Ship what waits first, so the check covers every committed event.
-	sh := &audit.Shipper{Outbox: a.db, Store: a.events}
-	for {
-		n, err := sh.ShipOnce(ctx)
-		if err != nil {
-			return fmt.Errorf("ship pending events: %w", err)
-		}
-		if n == 0 {
-			break
-		}
-	}
-	res, err := audit.Verify(ctx, a.events, kasseID)
-	if err != nil {
-		return err
-	}
-	if !res.OK() {
-		return fmt.Errorf("audit chain of %s is broken: %s", kasseID, res.Problem.String())
-	}
-	// The head in the transactional database anchors the end of the chain, so
-	// events removed from the end are found too.
-	seq, hash, err := a.db.ChainHead(ctx, kasseID)
-	if err != nil {
-		return err
-	}
-	if res.LastSeq != seq || res.LastHash != hash {
-		return fmt.Errorf("audit chain of %s is broken: event store ends at seq %d, the database recorded seq %d: events at the end were removed", kasseID, res.LastSeq, seq)
-	}
-	fmt.Fprintf(stdout, "audit chain of %s intact: %d events\n", kasseID, res.Checked)
 	return nil
 }
