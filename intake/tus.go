@@ -38,7 +38,7 @@ const offsetOctetStream = "application/offset+octet-stream"
 
 // Defaults of TusConfig.
 const (
-	DefaultPartSize    = 16 << 20
+	DefaultPartSize    = 32 << 20
 	DefaultLockTTL     = 20 * time.Second
 	DefaultScanTimeout = 10 * time.Minute
 	// maxStagingSegments bounds how many small staging blobs an upload
