@@ -194,6 +194,10 @@ func openApp(ctx context.Context, cfg *Config, log *slog.Logger) (_ *app, err er
 		a.mail = d
 		a.checks = append(a.checks, web.Check{Name: "mail", Ping: d.Ping})
 	}
+	if cfg.ClamdAddr != "" {
+		// Uploads wait in quarantine while clamd is down; /readyz names it.
+		a.checks = append(a.checks, web.Check{Name: "clamd", Ping: (&intake.Clamd{Addr: cfg.ClamdAddr}).Ping})
+	}
 	return a, nil
 }
 

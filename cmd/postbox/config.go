@@ -57,6 +57,8 @@ type Config struct {
 	EventShipInterval time.Duration
 
 	SMSGatewayURL string // http(s) URL the mTAN SMS are POSTed to; empty: files in DataDir/sms
+
+	ClamdAddr string // clamd host:port or Unix socket path; empty: uploads are not virus-scanned
 }
 
 // setting is one row of the configuration table: a flag, its environment
@@ -234,6 +236,13 @@ func settings() []setting {
 				return errors.New("must be an absolute http(s) URL such as https://sms.example.de/send")
 			}
 			return nil
+		}},
+		{"clamd-addr", "POSTBOX_CLAMD_ADDR", "", "ClamAV clamd (INSTREAM) as host:port or /path/to/clamd.sock; uploads stay quarantined until it finds them clean. Empty: uploads are released unscanned (scan status not_scanned)", func(c *Config, v string) error {
+			c.ClamdAddr = v
+			if v == "" || strings.HasPrefix(v, "/") {
+				return nil
+			}
+			return hostPort(v)
 		}},
 	}
 }

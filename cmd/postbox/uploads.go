@@ -31,7 +31,10 @@ func mountUploads(srv *web.Server, a *app, desk *web.PINIntake) *intake.TusHandl
 // scanner is the virus scanner of uploads; nil when none is configured:
 // completed uploads are then released with scan status "not_scanned".
 func (a *app) scanner() intake.Scanner {
-	return nil
+	if a.cfg.ClamdAddr == "" {
+		return nil
+	}
+	return &intake.Clamd{Addr: a.cfg.ClamdAddr}
 }
 
 // runUploadMaintenance calls the upload engine's periodic work until ctx ends.
