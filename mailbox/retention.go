@@ -16,7 +16,16 @@ type RetentionReport struct {
 	Threads     int
 	Uploads     int // uploads never attached to a sent message
 	Blobs       int // objects deleted from the blob store
+	MailJobs    int // notification jobs past their keeping time
 }
+
+// Notification jobs hold a recipient address; they are kept only as long
+// as they are useful: sent ones for the coalescing window and a support
+// question (30 days), failed ones for caseworkers to follow up (1 year).
+const (
+	keepSentMails   = 30 * 24 * time.Hour
+	keepFailedMails = 365 * 24 * time.Hour
+)
 
 // retentionBatch is how many messages one transaction deletes.
 const retentionBatch = 200
@@ -79,6 +88,10 @@ func (s *Service) RunRetention(ctx context.Context) (RetentionReport, error) {
 	n, err := s.dropStaleUploads(ctx)
 	rep.Uploads = n
 	if err != nil {
+		return rep, err
+	}
+	now := s.now()
+	if rep.MailJobs, err = s.Store.PurgeMailJobs(ctx, now.Add(-keepSentMails), now.Add(-keepFailedMails)); err != nil {
 		return rep, err
 	}
 	rep.Blobs, err = s.EmptyTrash(ctx)
@@ -166,7 +179,7 @@ func (s *Service) RunRetentionDaily(ctx context.Context, interval time.Duration)
 			s.log().Error("postfach retention failed; next run retries", "err", err)
 		} else if err == nil {
 			s.log().Info("postfach retention done", "messages", rep.Messages, "attachments", rep.Attachments,
-				"threads", rep.Threads, "uploads", rep.Uploads, "blobs", rep.Blobs)
+				"threads", rep.Threads, "uploads", rep.Uploads, "blobs", rep.Blobs, "mail_jobs", rep.MailJobs)
 		}
 		select {
 		case <-ctx.Done():

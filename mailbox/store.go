@@ -149,6 +149,9 @@ type Store interface {
 	StaleUploads(ctx context.Context, before time.Time, limit int) ([]Upload, error)
 	TrashedBlobs(ctx context.Context, limit int) ([]string, error)
 	ForgetTrashedBlob(ctx context.Context, key string) error
+	// PurgeMailJobs deletes notification jobs sent before sentBefore and
+	// failed ones given up before failedBefore; it returns how many.
+	PurgeMailJobs(ctx context.Context, sentBefore, failedBefore time.Time) (int, error)
 }
 
 // Tx is one transaction: a change, its audit event and its notification

@@ -27,8 +27,10 @@ type Outbox interface {
 	// next_attempt_at reached) or whose lease ran out while sending, counts
 	// the attempt and leases them to c.Token for c.Lease.
 	ClaimMails(ctx context.Context, c Claim) ([]Job, error)
-	// MarkMailSent records the server's acceptance.
-	MarkMailSent(ctx context.Context, id, token string) error
+	// MarkMailsSent records the server's acceptance of jobs claimed with
+	// token, in one transaction, and returns how many it marked (fewer when
+	// another worker took some over).
+	MarkMailsSent(ctx context.Context, token string, ids []string) (int, error)
 	// RetryMail puts the job back to pending, due after delay.
 	RetryMail(ctx context.Context, id, token string, delay time.Duration, lastErr string) error
 	// FailMail gives up on the job and records ev in the same transaction.
@@ -158,6 +160,13 @@ func (w *Worker) Run(ctx context.Context) {
 // RunOnce claims one batch and delivers it; it returns how many jobs it
 // handled. Sends already started finish even if ctx ends, so a shutdown
 // does not leave a mail half recorded.
+//
+// Acceptances are recorded by one marker per batch right after each send,
+// taking whatever is waiting in one transaction ("group commit"): alone
+// that is one mail per transaction, so the window between the server's
+// acceptance and its record stays one write long; while other writers hold
+// the database (SQLite has one writer) the marks queue up and go in
+// together instead of each waiting for the lock.
 func (w *Worker) RunOnce(ctx context.Context) (int, error) {
 	w.defaults()
 	token, err := newToken()
@@ -169,6 +178,12 @@ func (w *Worker) RunOnce(ctx context.Context) (int, error) {
 		return 0, err
 	}
 	work := context.WithoutCancel(ctx)
+	sent := make(chan string, len(jobs))
+	marked := make(chan struct{})
+	go func() {
+		defer close(marked)
+		w.markSent(work, token, sent)
+	}()
 	sem := make(chan struct{}, w.Concurrency)
 	var wg sync.WaitGroup
 	for _, j := range jobs {
@@ -176,14 +191,44 @@ func (w *Worker) RunOnce(ctx context.Context) (int, error) {
 		wg.Add(1)
 		go func() {
 			defer func() { <-sem; wg.Done() }()
-			w.deliver(work, j)
+			w.deliver(work, j, sent)
 		}()
 	}
 	wg.Wait()
+	close(sent)
+	<-marked
 	return len(jobs), nil
 }
 
-func (w *Worker) deliver(ctx context.Context, j Job) {
+// markSent records acceptances as they come, batching what queued up.
+func (w *Worker) markSent(ctx context.Context, token string, sent <-chan string) {
+	for id := range sent {
+		ids := []string{id}
+	more:
+		for {
+			select {
+			case next, ok := <-sent:
+				if !ok {
+					break more
+				}
+				ids = append(ids, next)
+			default:
+				break more
+			}
+		}
+		n, err := w.Outbox.MarkMailsSent(ctx, token, ids)
+		switch {
+		case err != nil:
+			// The jobs stay "sending" and are reclaimed when their lease
+			// ends; the reclaim asks the server first where it can.
+			w.Logger.Error("could not record sent mails", "count", len(ids), "err", err)
+		case n < len(ids):
+			w.Logger.Warn("mail jobs taken over by another worker before they could be marked sent", "count", len(ids)-n)
+		}
+	}
+}
+
+func (w *Worker) deliver(ctx context.Context, j Job, sent chan<- string) {
 	log := w.Logger.With("mail_job", j.ID, "attempt", j.Attempts)
 	m, err := Render(j, w.From)
 	if err != nil {
@@ -197,7 +242,8 @@ func (w *Worker) deliver(ctx context.Context, j Job) {
 		ok, err := w.Checker.Delivered(cctx, m)
 		cancel()
 		if err == nil && ok {
-			w.mark(log, "sent (found at the server after an interrupted attempt)", w.Outbox.MarkMailSent(ctx, j.ID, j.ClaimToken))
+			log.Info("mail found at the server after an interrupted attempt; not sent again")
+			sent <- j.ID
 			return
 		}
 		if err != nil {
@@ -208,7 +254,7 @@ func (w *Worker) deliver(ctx context.Context, j Job) {
 	err = w.Sender.Send(sctx, m)
 	cancel()
 	if err == nil {
-		w.mark(log, "sent", w.Outbox.MarkMailSent(ctx, j.ID, j.ClaimToken))
+		sent <- j.ID
 		return
 	}
 	if Permanent(err) {

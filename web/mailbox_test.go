@@ -854,13 +854,23 @@ func TestPostfachRetention(t *testing.T) {
 	// An upload never sent is removed after a day.
 	w.store.SetClock(func() time.Time { return time.Now().UTC().Add(-48 * time.Hour) })
 	strayUp := w.uploadID("erika", "vergessen.pdf", pdf(100))
+	// A notification sent 40 days ago is no longer kept.
+	w.store.SetClock(func() time.Time { return time.Now().UTC().AddDate(0, 0, -40) })
+	w.must(w.doJSON("sachb-kg", "POST", "/api/postfach/threads/"+fresh.Thread.ID+"/messages", map[string]any{"body": "Antwort"}), 201)
+	oldJobs, err := w.store.ClaimMails(ctx, notifier.Claim{Token: "t", Lease: time.Minute, Limit: 10, Tenants: []string{w.ka.ID}})
+	if err != nil || len(oldJobs) != 1 {
+		t.Fatalf("claim: %v %v", oldJobs, err)
+	}
+	if err := w.store.MarkMailSent(ctx, oldJobs[0].ID, "t"); err != nil {
+		t.Fatal(err)
+	}
 	w.store.SetClock(func() time.Time { return time.Now().UTC() })
 
 	rep, err := w.svc.RunRetention(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if rep.Messages != 1 || rep.Attachments != 1 || rep.Threads != 1 || rep.Uploads != 1 || rep.Blobs != 2 {
+	if rep.Messages != 1 || rep.Attachments != 1 || rep.Threads != 1 || rep.Uploads != 1 || rep.Blobs != 2 || rep.MailJobs != 1 {
 		t.Fatalf("report = %+v", rep)
 	}
 	w.must(w.do("erika", "GET", "/api/postfach/threads/"+old.Thread.ID, nil, ""), 404)
@@ -873,6 +883,9 @@ func TestPostfachRetention(t *testing.T) {
 	}
 	if _, _, err := w.blobs.Get(ctx, "postfach/"+w.ka.ID+"/"+strayUp); err == nil {
 		t.Fatal("blob of the stray upload still stored")
+	}
+	if _, err := w.store.MailJob(ctx, oldJobs[0].ID); err == nil {
+		t.Fatal("old sent notification still kept")
 	}
 	if _, _, err := w.blobs.Get(ctx, "postfach/"+w.ka.ID+"/"+heldUp); err != nil {
 		t.Fatalf("held blob gone: %v", err)

@@ -145,11 +145,34 @@ func (s *Store) ClaimMails(ctx context.Context, c notifier.Claim) ([]notifier.Jo
 	return out, nil
 }
 
-// MarkMailSent implements notifier.Outbox.
-func (s *Store) MarkMailSent(ctx context.Context, id, token string) error {
+// MarkMailsSent implements notifier.Outbox: one statement for the jobs of
+// one claim.
+func (s *Store) MarkMailsSent(ctx context.Context, token string, ids []string) (int, error) {
+	if len(ids) == 0 {
+		return 0, nil
+	}
+	a := args{micros(s.now()), token}
+	marks := make([]string, len(ids))
+	for i, id := range ids {
+		marks[i] = a.add(id)
+	}
 	res, err := s.db.ExecContext(ctx, s.rebind(`UPDATE mail_outbox SET status = 'sent', sent_at = $1, last_error = '', lease_until = 0
-		WHERE id = $2 AND claim_token = $3 AND status = 'sending'`), micros(s.now()), id, token)
-	return leaseResult(res, err, "mark mail sent")
+		WHERE claim_token = $2 AND status = 'sending' AND id IN (`+strings.Join(marks, ", ")+`)`), a...)
+	if err != nil {
+		return 0, fmt.Errorf("mark mails sent: %w", err)
+	}
+	n, _ := res.RowsAffected()
+	return int(n), nil
+}
+
+// MarkMailSent marks one job; ErrLeaseLost when the claim is no longer
+// the token's.
+func (s *Store) MarkMailSent(ctx context.Context, id, token string) error {
+	n, err := s.MarkMailsSent(ctx, token, []string{id})
+	if err == nil && n == 0 {
+		err = notifier.ErrLeaseLost
+	}
+	return err
 }
 
 // RetryMail implements notifier.Outbox. If a newer notification for the

@@ -183,7 +183,7 @@ func scanThread(row interface{ Scan(...any) error }, extra ...any) (mailbox.Thre
 func (m mailboxStore) Threads(ctx context.Context, v mailbox.Viewer, f mailbox.Filter) ([]mailbox.Thread, error) {
 	var a args
 	dir, reader := a.add(string(v.Toward())), a.add(v.ReaderID)
-	unread := `(SELECT COUNT(*) FROM messages m WHERE m.thread_id = t.id AND m.direction = ` + dir + `
+	unread := `(SELECT COUNT(*) FROM messages m WHERE m.tenant_id = t.tenant_id AND m.thread_id = t.id AND m.direction = ` + dir + `
 		AND NOT EXISTS (SELECT 1 FROM message_reads r WHERE r.message_id = m.id AND r.reader_id = ` + reader + `))`
 	where := []string{visibleThreads(v, &a)}
 	if f.Topic != "" {
@@ -223,7 +223,7 @@ func (m mailboxStore) Threads(ctx context.Context, v mailbox.Viewer, f mailbox.F
 	if limit <= 0 {
 		limit = 50
 	}
-	q := `SELECT ` + threadColumns + `, ` + unread + `, (SELECT COUNT(*) FROM messages m WHERE m.thread_id = t.id)
+	q := `SELECT ` + threadColumns + `, ` + unread + `, (SELECT COUNT(*) FROM messages m WHERE m.tenant_id = t.tenant_id AND m.thread_id = t.id)
 		FROM threads t JOIN teams tm ON tm.id = t.team_id
 		WHERE ` + strings.Join(where, " AND ") + `
 		ORDER BY t.last_message_at DESC, t.id DESC LIMIT ` + a.add(limit)
@@ -250,9 +250,9 @@ func (m mailboxStore) Thread(ctx context.Context, v mailbox.Viewer, id string) (
 	var a args
 	dir, reader := a.add(string(v.Toward())), a.add(v.ReaderID)
 	q := `SELECT ` + threadColumns + `,
-		(SELECT COUNT(*) FROM messages m WHERE m.thread_id = t.id AND m.direction = ` + dir + `
+		(SELECT COUNT(*) FROM messages m WHERE m.tenant_id = t.tenant_id AND m.thread_id = t.id AND m.direction = ` + dir + `
 			AND NOT EXISTS (SELECT 1 FROM message_reads r WHERE r.message_id = m.id AND r.reader_id = ` + reader + `)),
-		(SELECT COUNT(*) FROM messages m WHERE m.thread_id = t.id)
+		(SELECT COUNT(*) FROM messages m WHERE m.tenant_id = t.tenant_id AND m.thread_id = t.id)
 		FROM threads t JOIN teams tm ON tm.id = t.team_id
 		WHERE t.id = ` + a.add(id) + ` AND ` + visibleThreads(v, &a)
 	var unreadN, total int
@@ -271,12 +271,12 @@ func (m mailboxStore) Thread(ctx context.Context, v mailbox.Viewer, id string) (
 // with their attachments and v's read state.
 func (m mailboxStore) ThreadMessages(ctx context.Context, v mailbox.Viewer, threadID string) ([]mailbox.Message, error) {
 	var a args
-	toward, reader, tid := a.add(string(v.Toward())), a.add(v.ReaderID), a.add(threadID)
+	toward, reader, tid, ten := a.add(string(v.Toward())), a.add(v.ReaderID), a.add(threadID), a.add(v.TenantID)
 	vis := visibleThreads(v, &a)
 	rows, err := m.db.QueryContext(ctx, m.rebind(`SELECT m.id, m.tenant_id, m.thread_id, m.direction, m.kind, m.sender_account_id, m.body, m.created_at,
 		CASE WHEN m.direction <> `+toward+` OR EXISTS (SELECT 1 FROM message_reads r WHERE r.message_id = m.id AND r.reader_id = `+reader+`) THEN 1 ELSE 0 END
-		FROM messages m JOIN threads t ON t.id = m.thread_id
-		WHERE m.thread_id = `+tid+` AND `+vis+` ORDER BY m.created_at, m.id`), a...)
+		FROM messages m JOIN threads t ON t.id = m.thread_id AND t.tenant_id = m.tenant_id
+		WHERE m.tenant_id = `+ten+` AND m.thread_id = `+tid+` AND `+vis+` ORDER BY m.created_at, m.id`), a...)
 	if err != nil {
 		return nil, fmt.Errorf("thread messages: %w", err)
 	}
@@ -305,11 +305,11 @@ func (m mailboxStore) ThreadMessages(ctx context.Context, v mailbox.Viewer, thre
 		return out, nil
 	}
 	var b args
-	tid = b.add(threadID)
+	tid, ten = b.add(threadID), b.add(v.TenantID)
 	vis = visibleThreads(v, &b)
 	arows, err := m.db.QueryContext(ctx, m.rebind(`SELECT `+attachmentColumns+`
-		FROM attachments a JOIN messages m ON m.id = a.message_id JOIN threads t ON t.id = m.thread_id
-		WHERE m.thread_id = `+tid+` AND `+vis+` ORDER BY a.created_at, a.id`), b...)
+		FROM attachments a JOIN messages m ON m.id = a.message_id AND m.tenant_id = a.tenant_id JOIN threads t ON t.id = m.thread_id AND t.tenant_id = m.tenant_id
+		WHERE m.tenant_id = `+ten+` AND m.thread_id = `+tid+` AND `+vis+` ORDER BY a.created_at, a.id`), b...)
 	if err != nil {
 		return nil, fmt.Errorf("thread attachments: %w", err)
 	}
@@ -345,7 +345,7 @@ func (m mailboxStore) Attachment(ctx context.Context, v mailbox.Viewer, id strin
 	aid := a.add(id)
 	vis := visibleThreads(v, &a)
 	att, err := scanAttachment(m.db.QueryRowContext(ctx, m.rebind(`SELECT `+attachmentColumns+`
-		FROM attachments a JOIN messages m ON m.id = a.message_id JOIN threads t ON t.id = m.thread_id
+		FROM attachments a JOIN messages m ON m.id = a.message_id AND m.tenant_id = a.tenant_id JOIN threads t ON t.id = m.thread_id AND t.tenant_id = m.tenant_id
 		WHERE a.id = `+aid+` AND `+vis), a...))
 	if errors.Is(err, sql.ErrNoRows) {
 		return att, mailbox.ErrNotFound
@@ -474,16 +474,16 @@ func (t mailboxTx) MarkThreadRead(ctx context.Context, v mailbox.Viewer, threadI
 	var q string
 	if read {
 		now := a.add(micros(t.Now()))
-		tid, dir := a.add(threadID), a.add(string(v.Toward()))
+		tid, dir, ten := a.add(threadID), a.add(string(v.Toward())), a.add(v.TenantID)
 		q = `INSERT INTO message_reads (message_id, reader_id, read_at)
-			SELECT m.id, ` + reader + `, ` + now + ` FROM messages m JOIN threads t ON t.id = m.thread_id
-			WHERE m.thread_id = ` + tid + ` AND m.direction = ` + dir + ` AND ` + visibleThreads(v, &a) + `
+			SELECT m.id, ` + reader + `, ` + now + ` FROM messages m JOIN threads t ON t.id = m.thread_id AND t.tenant_id = m.tenant_id
+			WHERE m.tenant_id = ` + ten + ` AND m.thread_id = ` + tid + ` AND m.direction = ` + dir + ` AND ` + visibleThreads(v, &a) + `
 			ON CONFLICT DO NOTHING`
 	} else {
-		tid, dir := a.add(threadID), a.add(string(v.Toward()))
+		tid, dir, ten := a.add(threadID), a.add(string(v.Toward())), a.add(v.TenantID)
 		q = `DELETE FROM message_reads WHERE reader_id = ` + reader + ` AND message_id IN (
-			SELECT m.id FROM messages m JOIN threads t ON t.id = m.thread_id
-			WHERE m.thread_id = ` + tid + ` AND m.direction = ` + dir + ` AND ` + visibleThreads(v, &a) + `)`
+			SELECT m.id FROM messages m JOIN threads t ON t.id = m.thread_id AND t.tenant_id = m.tenant_id
+			WHERE m.tenant_id = ` + ten + ` AND m.thread_id = ` + tid + ` AND m.direction = ` + dir + ` AND ` + visibleThreads(v, &a) + `)`
 	}
 	res, err := t.exec(ctx, q, a...)
 	if err != nil {
@@ -562,7 +562,7 @@ func (m mailboxStore) StaleUploads(ctx context.Context, before time.Time, limit 
 // --- retention ---
 
 func (m mailboxStore) ExpiredMessages(ctx context.Context, tenantID string, before time.Time, limit int) ([]string, error) {
-	rows, err := m.db.QueryContext(ctx, m.rebind(`SELECT m.id FROM messages m JOIN threads t ON t.id = m.thread_id
+	rows, err := m.db.QueryContext(ctx, m.rebind(`SELECT m.id FROM messages m JOIN threads t ON t.id = m.thread_id AND t.tenant_id = m.tenant_id
 		WHERE m.tenant_id = $1 AND m.created_at < $2 AND t.legal_hold = 0 ORDER BY m.created_at, m.id LIMIT $3`),
 		tenantID, micros(before), limit)
 	if err != nil {
@@ -675,6 +675,17 @@ func (m mailboxStore) ForgetTrashedBlob(ctx context.Context, key string) error {
 		return fmt.Errorf("forget trashed blob: %w", err)
 	}
 	return nil
+}
+
+// PurgeMailJobs implements mailbox.Store.
+func (m mailboxStore) PurgeMailJobs(ctx context.Context, sentBefore, failedBefore time.Time) (int, error) {
+	res, err := m.db.ExecContext(ctx, m.rebind(`DELETE FROM mail_outbox
+		WHERE (status = 'sent' AND sent_at < $1) OR (status = 'failed' AND failed_at < $2)`), micros(sentBefore), micros(failedBefore))
+	if err != nil {
+		return 0, fmt.Errorf("purge mail jobs: %w", err)
+	}
+	n, _ := res.RowsAffected()
+	return int(n), nil
 }
 
 // --- failed notifications ---
