@@ -56,6 +56,8 @@ type UIOptions struct {
 	MailboxMaxFiles int
 	// Vorgaenge is the Vorgang tracking (lists, timeline, status changes).
 	Vorgaenge *audit.VorgangService
+	// Audit answers the auditors' searches (and records each one).
+	Audit *audit.AuditorService
 	// People names insured persons on the caseworkers' pages.
 	People People
 	// ClientHash is the keyed hash of the client address for audit events.
@@ -89,6 +91,7 @@ func MountUI(s *Server, o UIOptions) (*UI, error) {
 	u.mountTeam(app)
 	u.mountAccount(app)
 	u.mountProvider(app)
+	u.mountAudit(app)
 	return u, nil
 }
 

@@ -102,6 +102,7 @@ func authErrors(err error, fallbackField string) (formErrors, int, bool) {
 type loginData struct {
 	Kassen   []kasse.Kasse
 	Kasse    string
+	Fixed    bool // the Kasse is known; no select
 	Username string
 	Weiter   string
 }
@@ -117,9 +118,14 @@ func (u *UI) loginView(c *fiber.Ctx) (*view, *loginData, error) {
 		return nil, nil, err
 	}
 	d.Kassen = ks
-	if len(ks) == 1 {
-		d.Kasse = ks[0].ID
-		v.KasseName, v.KasseID = ks[0].Name, ks[0].ID
+	want := c.Query("kasse", c.FormValue("kasse"))
+	for _, k := range ks {
+		// One Kasse, or the one the link names (the Kasse's own portal
+		// links to /anmelden?kasse=ID): no choice to make.
+		if len(ks) == 1 || k.ID == want {
+			d.Kasse, d.Fixed = k.ID, true
+			v.KasseName, v.KasseID = k.Name, k.ID
+		}
 	}
 	v.Data = d
 	return v, d, nil

@@ -63,7 +63,7 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 	pf := mountPostfach(srv, a) // Postfach API; its notifier worker and retention start below
 	if _, err := web.MountUI(srv, web.UIOptions{Kassen: a.db, Auth: a.auth, PIN: desk, Mailbox: pf.svc,
 		MailboxMaxFiles: cfg.PostfachMaxAttachments, Vorgaenge: &audit.VorgangService{Store: a.db.Vorgaenge()}, People: a.db,
-		Logger: log}); err != nil {
+		Audit: &audit.AuditorService{Events: a.events, Recorder: a.db.AuditRecorder()}, Logger: log}); err != nil {
 		return err
 	}
 	web.MountAuth(srv.App(), a.auth)

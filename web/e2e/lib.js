@@ -57,8 +57,11 @@ async function start(bin, dir, env) {
   const base = `http://127.0.0.1:${port}`;
   const data = path.join(dir, 'data');
   const args = ['serve', '--demo', '--listen', `127.0.0.1:${port}`, '--data-dir', data, '--base-url', base,
-    '--event-ship-interval', '200ms'];
-  const child = spawn(bin, args, { env: Object.assign({}, process.env, env || {}), stdio: ['ignore', 'pipe', 'pipe'] });
+    '--event-ship-interval', '200ms',
+    // Notifications to one person are spaced by this window; short here,
+    // so the reply's mail arrives during the test instead of 15 min later.
+    '--mail-coalesce-window', '2s'];
+  const child = spawn(bin, args, { env: env || process.env, stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   let err = '';
   child.stdout.on('data', (d) => { out += d; });
@@ -79,7 +82,7 @@ async function start(bin, dir, env) {
   }
   if (!demo.pin) { throw new Error('demo output lacks the Einmal-PIN:\n' + out); }
   return {
-    base, demo, data, child,
+    base, demo, data, child, startedAt: Date.now(),
     logs: () => err,
     stop: async () => {
       if (child.exitCode === null) { child.kill('SIGTERM'); }
@@ -182,8 +185,16 @@ function pdfFile(dir, name, n, seed) {
   return file;
 }
 
+const tmpdirs = [];
 function tmpdir() {
-  return fs.mkdtempSync(path.join(os.tmpdir(), 'postbox-e2e-'));
+  const d = fs.mkdtempSync(path.join(os.tmpdir(), 'postbox-e2e-'));
+  tmpdirs.push(d);
+  return d;
 }
 
-module.exports = { log, build, start, totp, freshTOTP, axe, axeResults, screenshots, check, sha256, pdfFile, tmpdir, repo };
+/* Remove the run's temp dirs (kept when a run fails, for the logs). */
+function cleanup() {
+  for (const d of tmpdirs) { fs.rmSync(d, { recursive: true, force: true }); }
+}
+
+module.exports = { log, build, start, totp, freshTOTP, axe, axeResults, screenshots, check, sha256, pdfFile, tmpdir, cleanup, repo };

@@ -32,6 +32,9 @@ const chromiumPath = process.env.CHROMIUM || '/usr/bin/chromium';
 
 async function journey(bin, label, env) {
   const dir = lib.tmpdir();
+  const run = Math.random().toString(36).slice(2, 8);
+  const subject = `AU-Bescheinigung <Mai> ${run}`;
+  const startedAt = Date.now();
   const srv = await lib.start(bin, dir, env);
   const { base, demo } = srv;
   log(`${label}: postbox at ${base}, Kasse ${demo.kasse}`);
@@ -115,14 +118,14 @@ async function journey(bin, label, env) {
     await page.unroute('**/api/uploads/**');
 
     // The form: autosaved on change, there again after a reload.
-    await page.getByLabel('Betreff').fill('AU-Bescheinigung <Mai>');
+    await page.getByLabel('Betreff').fill(subject);
     const saved = page.waitForResponse((r) => r.url().endsWith('/api/draft') && r.request().method() === 'PUT' &&
       (r.request().postData() || '').includes('Anbei meine Unterlagen.') && r.ok());
     await page.getByLabel('Nachricht an Ihre Krankenkasse (freiwillig)').fill('Anbei meine Unterlagen.');
     await saved;
     await page.reload();
     assert.equal(await page.getByLabel('Anliegen').inputValue(), 'krankengeld');
-    assert.equal(await page.getByLabel('Betreff').inputValue(), 'AU-Bescheinigung <Mai>');
+    assert.equal(await page.getByLabel('Betreff').inputValue(), subject);
     assert.equal(await page.getByLabel('Nachricht an Ihre Krankenkasse (freiwillig)').inputValue(), 'Anbei meine Unterlagen.');
     assert.equal(await page.locator('#uploads li.upload').count(), 2);
     await check(page, 'hochladen', { shots });
@@ -140,7 +143,7 @@ async function journey(bin, label, env) {
 
     // ---- The caseworker sees the submission and answers with an attachment. ----
     await cw.getByRole('link', { name: 'Team-Postfach' }).click();
-    await cw.getByRole('link', { name: 'AU-Bescheinigung <Mai>' }).click();
+    await cw.getByRole('link', { name: subject }).click();
     await check(cw, 'team-unterhaltung', { shots });
     for (const f of files) {
       assert.ok((await cw.locator('main').innerText()).includes(path.basename(f)), `the caseworker sees ${path.basename(f)}`);
@@ -149,6 +152,8 @@ async function journey(bin, label, env) {
     fs.copyFileSync(lib.pdfFile(dir, 'bescheid-src.pdf', 40 * 1024, 3), answer);
     await cw.getByLabel('Ihre Nachricht').fill('Vielen Dank, wir haben Ihre Unterlagen erhalten. Anbei unser Bescheid.');
     await cw.getByLabel('Anhänge (freiwillig)').setInputFiles(answer);
+    // The receipt of the submission announced itself already (one mail).
+    const newsBefore = (await waitForNews(srv, env, 1, 15000)).filter(isNews).length;
     await cw.getByRole('button', { name: 'Antwort senden' }).click();
     await cw.locator('.notice--success').filter({ hasText: 'Ihre Nachricht wurde gesendet.' }).waitFor();
     await check(cw, 'team-unterhaltung-beantwortet');
@@ -163,7 +168,7 @@ async function journey(bin, label, env) {
     await check(cw, 'team-vorgang', { shots });
 
     // ---- Notification mail: content-free. ----
-    await checkMail(srv, env, ['Vielen Dank, wir haben', 'Bescheid Krankengeld', 'AU-Bescheinigung', 'Arbeitsunfähigkeitsbescheinigung']);
+    await checkMail(srv, env, newsBefore, ['Vielen Dank, wir haben', 'Bescheid Krankengeld', 'AU-Bescheinigung', 'Arbeitsunfähigkeitsbescheinigung', 'Befund']);
 
     // ---- The insured person logs in with password and TOTP. ----
     const inCtx = await newContext();
@@ -172,7 +177,7 @@ async function journey(bin, label, env) {
     await login(ins, 'erika', demo, shots);
     await ins.waitForURL(/\/postfach$/);
     await check(ins, 'postfach', { shots });
-    await ins.getByRole('link', { name: 'AU-Bescheinigung <Mai>' }).click();
+    await ins.getByRole('link', { name: subject }).click();
     assert.match(await ins.locator('main').innerText(), /Vielen Dank, wir haben Ihre Unterlagen erhalten/);
     await check(ins, 'unterhaltung', { shots });
     const [dl] = await Promise.all([ins.waitForEvent('download'), ins.getByRole('link', { name: 'Bescheid Krankengeld.pdf' }).click()]);
@@ -206,12 +211,15 @@ async function journey(bin, label, env) {
 /* Log in with username, password and a TOTP code (a first login also sets
    the security question). */
 async function login(page, user, demo, shots) {
-  await page.goto('/anmelden');
+  await page.goto('/anmelden?kasse=' + encodeURIComponent(demo.kasse));
   if (shots && user === 'erika') { await check(page, 'anmelden', { shots }); } else { await check(page, 'anmelden-' + user); }
   await page.getByLabel('Benutzername').fill(user);
   await page.getByLabel('Passwort', { exact: true }).fill(demo.logins[user]);
   await page.getByRole('button', { name: 'Weiter' }).click();
-  await page.waitForURL(/\/anmelden\/sicherheitscode/);
+  await page.waitForLoadState();
+  if (!/\/anmelden\/sicherheitscode/.test(page.url())) {
+    throw new Error(`login of ${user}: no second factor step, the page says:\n` + await page.locator('main').innerText());
+  }
   if (shots && user === 'erika') { await check(page, 'sicherheitscode', { shots }); } else { await check(page, 'sicherheitscode-' + user); }
   const app = page.getByLabel('Code aus der Authenticator-App');
   if (await app.count() > 0) { await app.check(); }
@@ -226,68 +234,162 @@ async function login(page, user, demo, shots) {
   }
 }
 
-/* Mails: in server mode from maildev's API, embedded as .eml files. Each
-   must be content-free: none of the given texts may appear. */
-async function checkMail(srv, env, secrets) {
-  let mails = [];
-  const deadline = Date.now() + 20000;
-  for (;;) {
-    if (env && env.POSTBOX_TEST_MAILDEV_URL) {
-      const res = await fetch(env.POSTBOX_TEST_MAILDEV_URL.replace(/\/$/, '') + '/email');
-      const all = await res.json();
-      mails = all.filter((m) => (m.to || []).some((t) => /erika/i.test(t.address))).map((m) => (m.subject || '') + '\n' + (m.text || '') + '\n' + (m.html || ''));
-    } else {
-      const mailDir = path.join(srv.data, 'mail');
-      mails = fs.existsSync(mailDir) ? fs.readdirSync(mailDir).filter((f) => f.endsWith('.eml')).map((f) => fs.readFileSync(path.join(mailDir, f), 'utf8')) : [];
-    }
-    if (mails.length > 0 || Date.now() > deadline) { break; }
-    await new Promise((r) => setTimeout(r, 250));
+/* The mails to the demo person: in server mode from maildev's API (those
+   of this run), embedded the .eml files. */
+async function mailsNow(srv, env) {
+  if (env && env.POSTBOX_TEST_MAILDEV_URL) {
+    const res = await fetch(env.POSTBOX_TEST_MAILDEV_URL.replace(/\/$/, '') + '/api/email?to.address=erika.mustermann%40example.org');
+    const all = await res.json();
+    return all.filter((m) => Date.parse(m.time || m.date) >= srv.startedAt - 2000)
+      .map((m) => ({ subject: m.subject || '', body: (m.subject || '') + '\n' + (m.text || '') + '\n' + (m.html || '') }));
   }
-  assert.ok(mails.length >= 1, 'a notification mail was sent');
-  for (const m of mails) {
-    for (const s of secrets) {
-      assert.ok(!m.includes(s), `the notification mail contains "${s}"`);
-    }
-  }
-  log(`${mails.length} notification mail(s), content-free`);
-  return mails;
+  const mailDir = path.join(srv.data, 'mail');
+  const files = fs.existsSync(mailDir) ? fs.readdirSync(mailDir).filter((f) => f.endsWith('.eml')) : [];
+  return files.map((f) => {
+    const raw = fs.readFileSync(path.join(mailDir, f), 'utf8');
+    const m = raw.match(/^Subject: (.*)$/m);
+    return { subject: m ? m[1].trim() : '', body: raw };
+  });
 }
 
-/* The auditor's search (when the audit pages exist). */
+const isNews = (m) => /Neue Nachricht/.test(m.subject);
+
+/* Waits (bounded) until there are at least n "Neue Nachricht" mails. */
+async function waitForNews(srv, env, n, ms) {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const mails = await mailsNow(srv, env);
+    if (mails.filter(isNews).length >= n || Date.now() > deadline) { return mails; }
+    await new Promise((r) => setTimeout(r, 250));
+  }
+}
+
+/* The reply makes exactly one more "Neue Nachricht" mail than there were
+   before it, and no mail of the run carries any of the given texts. */
+async function checkMail(srv, env, before, secrets) {
+  await waitForNews(srv, env, before + 1, 20000);
+  await new Promise((r) => setTimeout(r, 1500)); // a second mail would come now
+  const mails = await mailsNow(srv, env);
+  const news = mails.filter(isNews).length;
+  assert.equal(news - before, 1, `one "Neue Nachricht" mail for the reply, got ${news - before}: ${mails.map((m) => m.subject).join(' | ')}`);
+  for (const m of mails) {
+    for (const s of secrets) {
+      assert.ok(!m.body.includes(s), `the mail "${m.subject}" contains "${s}"`);
+    }
+  }
+  log(`the reply made one content-free mail (mails to the insured person: ${mails.map((m) => m.subject).join(' | ')})`);
+}
+
+/* The auditor finds the journey's events: the Vorgang's own ones by its
+   number, and each kind of step by type for today; the CSV export of the
+   Vorgang's events names it. */
 async function audit(browser, newContext, demo, vorgang, shots) {
   const ctx = await newContext();
   const page = await ctx.newPage();
   await login(page, 'pruefer', demo, false);
-  const res = await page.goto('/pruefung');
-  if (res.status() === 404) {
-    log('auditor pages not built yet: skipped the audit part of the journey');
-    await ctx.close();
-    return;
-  }
+  await page.waitForURL(/\/pruefung$/);
   await check(page, 'pruefung', { shots });
-  await page.getByLabel('Betroffenes Objekt (Kennung)').fill(vorgang);
-  await page.getByRole('button', { name: 'Suchen' }).click();
-  const text = await page.locator('main').innerText();
-  for (const t of ['intake.submitted', 'vorgang.status.changed']) {
-    assert.ok(text.includes(t), `the auditor finds ${t}`);
+  const deadline = Date.now() + 15000;
+  for (;;) { // the shipper moves events to the event store every 200 ms
+    await page.goto('/pruefung?suche=1&objektart=vorgang&objekt=' + encodeURIComponent(vorgang));
+    const text = await page.locator('main').innerText();
+    if (['intake.submitted', 'vorgang.status.changed'].every((t) => text.includes(t))) { break; }
+    assert.ok(Date.now() < deadline, 'the auditor finds the Vorgang\'s events:\n' + text);
+    await page.waitForTimeout(500);
   }
   await check(page, 'pruefung-ergebnis', { shots });
+  const [csv] = await Promise.all([page.waitForEvent('download'), page.getByRole('link', { name: 'Alle Treffer als CSV herunterladen' }).click()]);
+  const csvText = fs.readFileSync(await csv.path(), 'utf8');
+  assert.ok(csvText.includes(vorgang) && csvText.includes('vorgang.status.changed'), 'the CSV export lists the Vorgang\'s events');
+
+  const today = new Date().toLocaleDateString('sv-SE', { timeZone: 'Europe/Berlin' });
+  for (const type of ['intake.pin.issued', 'intake.pin.login', 'intake.upload.completed', 'intake.submitted', 'intake.file.submitted',
+    'mailbox.message.sent', 'mailbox.attachment.downloaded', 'vorgang.status.changed', 'auth.login', 'audit.query']) {
+    await page.goto('/pruefung');
+    await page.getByLabel('Von (Datum)').fill(today);
+    await page.getByLabel('Ereignisart').fill(type);
+    await page.getByRole('button', { name: 'Suchen' }).click();
+    const rows = await page.locator('tbody tr').count();
+    assert.ok(rows > 0, `the auditor finds ${type} events of today`);
+  }
+  await check(page, 'pruefung-typ');
+  log('the auditor found every step of the journey');
   await ctx.close();
+}
+
+/* The environment of a run: embedded (no POSTBOX_* at all, whatever the
+   caller exported) or server mode against the real services of
+   /var/tmp/postbox-services/env. Server mode gets a PostgreSQL database
+   and a ClickHouse database of its own (dropped afterwards), so nothing of
+   other tests or earlier runs (pending mails, rate limits) is in the way;
+   the MinIO bucket is shared by all e2e runs (objects have unique keys). */
+function envFor(mode, id) {
+  const base = {};
+  for (const [k, v] of Object.entries(process.env)) {
+    if (!k.startsWith('POSTBOX_')) { base[k] = v; }
+  }
+  if (mode === 'embedded') { return base; }
+  const t = process.env;
+  for (const k of ['POSTBOX_TEST_PG_DSN', 'POSTBOX_TEST_MINIO_ENDPOINT', 'POSTBOX_TEST_CLICKHOUSE_ADDR', 'POSTBOX_TEST_SMTP_ADDR', 'POSTBOX_TEST_MAILDEV_URL']) {
+    if (!t[k]) { throw new Error(`server mode needs ${k} (source /var/tmp/postbox-services/env)`); }
+  }
+  const dsn = new URL(t.POSTBOX_TEST_PG_DSN);
+  dsn.pathname = '/postbox_e2e_' + id;
+  return Object.assign(base, {
+    POSTBOX_DATABASE_URL: dsn.toString(),
+    POSTBOX_S3_ENDPOINT: t.POSTBOX_TEST_MINIO_ENDPOINT,
+    POSTBOX_S3_ACCESS_KEY: t.POSTBOX_TEST_MINIO_ACCESS_KEY,
+    POSTBOX_S3_SECRET_KEY: t.POSTBOX_TEST_MINIO_SECRET_KEY,
+    POSTBOX_S3_BUCKET: 'postbox-e2e',
+    POSTBOX_CLICKHOUSE_ADDR: t.POSTBOX_TEST_CLICKHOUSE_ADDR,
+    POSTBOX_CLICKHOUSE_DATABASE: 'postbox_e2e_' + id,
+    POSTBOX_SMTP_ADDR: t.POSTBOX_TEST_SMTP_ADDR,
+    POSTBOX_TEST_MAILDEV_URL: t.POSTBOX_TEST_MAILDEV_URL,
+    POSTBOX_SECRET_KEY: require('node:crypto').randomBytes(32).toString('hex')
+  });
+}
+
+function psql(sql) {
+  execFileSync('psql', [process.env.POSTBOX_TEST_PG_DSN, '-v', 'ON_ERROR_STOP=1', '-qc', sql], { stdio: ['ignore', 'ignore', 'inherit'] });
+}
+
+async function clickhouse(sql) {
+  if (!process.env.POSTBOX_TEST_CLICKHOUSE_HTTP) { return; }
+  await fetch(process.env.POSTBOX_TEST_CLICKHOUSE_HTTP, { method: 'POST', body: sql }).catch(() => {});
 }
 
 (async () => {
   const started = Date.now();
   const dir = lib.tmpdir();
   const bin = lib.build(dir);
+  // Server mode when the services' env is there (./deploy/test sources it),
+  // or when asked for; POSTBOX_E2E_SERVER=0 turns it off.
+  let modes = ['embedded'];
+  if (process.env.POSTBOX_E2E_SERVER === '1' || (process.env.POSTBOX_TEST_PG_DSN && process.env.POSTBOX_E2E_SERVER !== '0')) {
+    modes.push('server');
+  }
+  if (process.env.POSTBOX_E2E_MODES) { modes = process.env.POSTBOX_E2E_MODES.split(','); }
   let failed = false;
-  try {
-    await journey(bin, 'embedded');
-  } catch (e) {
-    failed = true;
-    console.error('[e2e] FAILED:', e && e.stack || e);
+  for (const mode of modes) {
+    const t0 = Date.now();
+    const id = Date.now().toString(36) + process.pid.toString(36);
+    try {
+      if (mode === 'server') { psql(`CREATE DATABASE postbox_e2e_${id}`); }
+      await journey(bin, mode, envFor(mode, id));
+      log(`${mode}: journey passed in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+    } catch (e) {
+      failed = true;
+      console.error(`[e2e] ${mode}: FAILED:`, e && e.stack || e);
+    } finally {
+      if (mode === 'server') {
+        try { psql(`DROP DATABASE IF EXISTS postbox_e2e_${id}`); } catch (e) { log('could not drop the test database:', e.message); }
+        await clickhouse(`DROP DATABASE IF EXISTS postbox_e2e_${id}`);
+      }
+    }
   }
   const total = lib.axeResults.reduce((n, r) => n + r.violations, 0);
   log(`axe-core: ${lib.axeResults.length} page checks, ${total} violations`);
   log(`took ${((Date.now() - started) / 1000).toFixed(1)} s`);
+  if (!failed) { lib.cleanup(); }
   process.exit(failed ? 1 : 0);
 })();
