@@ -110,7 +110,7 @@ func TestHomeAndLayout(t *testing.T) {
 		t.Fatalf("GET /: %d %s", resp.StatusCode, resp.Header.Get("Content-Type"))
 	}
 	checkPage(t, "home", html)
-	for _, want := range []string{"Demo-Krankenkasse", `href="/einmal-pin/demo"`, `href="/anmelden"`, `href="/barrierefreiheit"`} {
+	for _, want := range []string{"Demo-Krankenkasse", `href="/einmal-pin/demo"`, `href="/anmelden?kasse=demo"`, `href="/barrierefreiheit"`} {
 		if !strings.Contains(html, want) {
 			t.Errorf("home page lacks %q", want)
 		}
