@@ -70,7 +70,7 @@ const asHeader = "X-Test-As"
 
 var pfQuiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 
-func newPostfachWorld(t *testing.T, store *sqldb.Store, bs intake.BlobStore) *postfachWorld {
+func newPostfachWorld(t *testing.T, store *sqldb.Store, bs intake.BlobStore, setup ...func(*web.Server, *sqldb.Store)) *postfachWorld {
 	t.Helper()
 	ctx := context.Background()
 	w := &postfachWorld{t: t, store: store, blobs: bs, as: map[string]auth.Principal{}, people: map[string]kasse.Person{}}
@@ -151,6 +151,9 @@ func newPostfachWorld(t *testing.T, store *sqldb.Store, bs intake.BlobStore) *po
 		NotifyWindow: 15 * time.Minute,
 	}
 	srv := web.New(web.Options{Logger: pfQuiet})
+	for _, f := range setup {
+		f(srv, store)
+	}
 	srv.App().Use(func(c *fiber.Ctx) error {
 		if p, ok := w.as[c.Get(asHeader)]; ok {
 			web.SetPrincipal(c, p)
@@ -162,7 +165,7 @@ func newPostfachWorld(t *testing.T, store *sqldb.Store, bs intake.BlobStore) *po
 	return w
 }
 
-func newSQLiteWorld(t *testing.T) *postfachWorld {
+func newSQLiteWorld(t *testing.T, setup ...func(*web.Server, *sqldb.Store)) *postfachWorld {
 	t.Helper()
 	dir := t.TempDir()
 	store, err := sqlite.Open(context.Background(), filepath.Join(dir, "postbox.db"))
@@ -176,7 +179,7 @@ func newSQLiteWorld(t *testing.T) *postfachWorld {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return newPostfachWorld(t, store, fs)
+	return newPostfachWorld(t, store, fs, setup...)
 }
 
 type resp struct {
