@@ -1,6 +1,25 @@
 // Package notifier sends the content-free e-mail notifications: the outbox
 // worker, the German templates and the senders (SMTP in server mode, .eml
 // files in the embedded default).
+//
+// Delivery guarantees. A notification is a row in mail_outbox, written in
+// the transaction of the message it announces, with its Message-ID fixed
+// there. Nothing is lost: a job leaves the outbox only as "sent" (the server
+// answered 250 to DATA) or "failed" (after MaxAttempts, or a permanent 5xx
+// rejection; audited and listed for caseworkers). A worker claims a job by
+// setting it to "sending" with a lease and a token before it talks to the
+// server, and records the 250 right after (group-committed with whatever
+// else finished meanwhile).
+//
+// The residual window: if the process dies after the server's 250 and
+// before that record commits, the job stays "sending" until its lease ends
+// (2 × SendTimeout, default 1 minute); the next worker then takes it over
+// as "reclaimed". Where the server can be asked whether it holds the
+// Message-ID (the .eml directory; maildev through its API, see Maildev), the
+// worker records the earlier delivery and sends nothing. A real SMTP relay
+// cannot be asked, so there the mail is sent a second time, with the same
+// Message-ID, which lets mail clients that deduplicate by Message-ID show
+// it once. The window is one database write long; it is not zero.
 package notifier
 
 import (
