@@ -28,6 +28,10 @@ var ErrNotAllowed = errors.New("not allowed")
 // ErrClosed is returned for a reply to a closed thread.
 var ErrClosed = errors.New("thread is closed")
 
+// ErrUploadNotReady is returned for an upload that is not complete and
+// checked yet (still uploading, being scanned, infected or expired).
+var ErrUploadNotReady = errors.New("upload not ready")
+
 // ErrLegalHold is returned when retention meets a thread under legal hold.
 var ErrLegalHold = errors.New("thread under legal hold")
 
@@ -362,8 +366,19 @@ func (s *Service) addMessage(ctx context.Context, tx Tx, a Actor, msg Message, u
 		}
 		seen[id] = true
 		u, err := tx.TakeUpload(ctx, a.TenantID, a.AccountID, id)
+		if errors.Is(err, ErrNotFound) && a.Role == auth.RoleInsured && a.PersonID != "" {
+			// Not a Postfach upload: maybe a file of the person's resumable
+			// (tus) uploads, with the intake path's type, size and scan checks.
+			var ups []Upload
+			if ups, err = tx.FinalizePersonUploads(ctx, a.TenantID, a.PersonID, []string{id}); err == nil {
+				u = ups[0]
+			}
+		}
 		if errors.Is(err, ErrNotFound) {
 			return msg, invalid("anlagen", "Eine Anlage wurde nicht gefunden. Bitte laden Sie sie erneut hoch.")
+		}
+		if errors.Is(err, ErrUploadNotReady) {
+			return msg, invalid("anlagen", "Eine Anlage ist noch nicht vollständig hochgeladen und geprüft. Bitte warten Sie einen Moment und senden Sie dann erneut.")
 		}
 		if err != nil {
 			return msg, err

@@ -177,6 +177,12 @@ type Tx interface {
 	AddUpload(ctx context.Context, u Upload) error
 	// TakeUpload removes the uploader's pending upload and returns it.
 	TakeUpload(ctx context.Context, tenantID, uploaderID, id string) (Upload, error)
+	// FinalizePersonUploads takes complete uploads of the person from the
+	// intake upload path (tus) for a message: they become final there and
+	// are returned with blob key, size and SHA-256. Another person's or an
+	// unknown upload: ErrNotFound; one still uploading, being scanned,
+	// infected or expired: ErrUploadNotReady.
+	FinalizePersonUploads(ctx context.Context, tenantID, personID string, ids []string) ([]Upload, error)
 	DeleteUpload(ctx context.Context, tenantID, id string) error
 
 	// DeleteMessage removes a message, its read marks and attachments, and

@@ -956,3 +956,55 @@ func TestPostfachListFilters(t *testing.T) {
 		t.Fatalf("pages: %v", seen)
 	}
 }
+
+// An insured person can attach files uploaded through the resumable (tus)
+// upload path, once they are complete and checked there.
+func TestPostfachAttachesResumableUploads(t *testing.T) {
+	w := newSQLiteWorld(t)
+	ctx := context.Background()
+	erika := w.people["erika"]
+	tus := func(status intake.UploadStatus, content []byte) intake.Upload {
+		t.Helper()
+		id := uuid.NewString()
+		sum := sha256.Sum256(content)
+		now := time.Now().UTC()
+		u := intake.Upload{ID: id, TenantID: erika.TenantID, PersonID: erika.ID, Kind: intake.KindSingle, Status: status,
+			Length: int64(len(content)), Offset: int64(len(content)), Filename: "Scan vom Arzt.pdf", DetectedType: "application/pdf",
+			BlobKey: intake.BlobKey(erika.TenantID, id), SHA256: hex.EncodeToString(sum[:]), ScanStatus: intake.ScanClean,
+			CreatedAt: now, UpdatedAt: now, ExpiresAt: now.Add(time.Hour)}
+		if _, err := w.blobs.Put(ctx, u.BlobKey, bytes.NewReader(content), int64(len(content))); err != nil {
+			t.Fatal(err)
+		}
+		if err := w.store.CreateUpload(ctx, u, intake.UploadQuota{}); err != nil {
+			t.Fatal(err)
+		}
+		return u
+	}
+	file := pdf(700 << 10)
+	done := tus(intake.StatusComplete, file)
+	uploading := tus(intake.StatusUploading, pdf(100))
+	start := func(who string, ids ...string) resp {
+		return w.doJSON(who, "POST", "/api/postfach/threads", map[string]any{"topic": "krankengeld", "subject": "Scan", "body": "Anbei", "attachments": ids})
+	}
+	// Not Max's, not the caseworker's, and not before it is complete.
+	w.must(start("max", done.ID), 422)
+	w.must(w.doJSON("sachb-kg", "POST", "/api/postfach/threads", map[string]any{
+		"person_id": erika.ID, "topic": "krankengeld", "subject": "x", "body": "y", "attachments": []string{done.ID}}), 422)
+	var p web.Problem
+	w.must(start("erika", uploading.ID), 422).json(t, &p)
+	if !strings.Contains(p.Detail, "noch nicht vollständig") {
+		t.Fatalf("detail %q", p.Detail)
+	}
+	var th threadOut
+	w.must(start("erika", done.ID), 201).json(t, &th)
+	att := th.Message.Attachments[0]
+	if att.FileName != "Scan vom Arzt.pdf" || att.SHA256 != done.SHA256 || att.Size != int64(len(file)) {
+		t.Fatalf("attachment %+v", att)
+	}
+	got := w.must(w.do("sachb-kg", "GET", att.URL, nil, ""), 200)
+	if !bytes.Equal(got.body, file) {
+		t.Fatal("downloaded bytes differ from the tus upload")
+	}
+	// Used once, it is gone for a second message.
+	w.must(start("erika", done.ID), 422)
+}

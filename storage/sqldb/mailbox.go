@@ -10,6 +10,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"postbox/intake"
 	"postbox/mailbox"
 	"postbox/notifier"
 )
@@ -532,6 +533,29 @@ func (t mailboxTx) TakeUpload(ctx context.Context, tenantID, uploaderID, id stri
 		return u, fmt.Errorf("take upload: %w", err)
 	}
 	return u, nil
+}
+
+// FinalizePersonUploads implements mailbox.Tx with the intake upload path's
+// MarkUploadsFinal. The blob stays where the upload wrote it; the
+// attachment row shares its key (as a submission's files do), and the
+// final upload row is never cleaned up by intake.
+func (t mailboxTx) FinalizePersonUploads(ctx context.Context, tenantID, personID string, ids []string) ([]mailbox.Upload, error) {
+	ups, err := t.MarkUploadsFinal(ctx, tenantID, personID, ids)
+	switch {
+	case errors.Is(err, intake.ErrUploadNotFound), errors.Is(err, intake.ErrUploadAlreadyFinal):
+		// Already attached or submitted elsewhere counts as gone.
+		return nil, mailbox.ErrNotFound
+	case errors.Is(err, intake.ErrUploadNotReady):
+		return nil, mailbox.ErrUploadNotReady
+	case err != nil:
+		return nil, err
+	}
+	out := make([]mailbox.Upload, len(ups))
+	for i, u := range ups {
+		out[i] = mailbox.Upload{ID: u.ID, TenantID: u.TenantID, UploaderID: u.PersonID, BlobKey: u.BlobKey, FileName: u.Filename,
+			ContentType: u.DetectedType, Size: u.Size(), SHA256: u.SHA256, CreatedAt: u.CreatedAt}
+	}
+	return out, nil
 }
 
 func (t mailboxTx) DeleteUpload(ctx context.Context, tenantID, id string) error {
