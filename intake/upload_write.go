@@ -131,6 +131,10 @@ func (h *TusHandler) write(ctx context.Context, r *TusRequest, u *Upload, owner 
 		// Chunked body: read at most what the upload still lacks plus one
 		// byte, which tells a too long body apart.
 		body = io.LimitReader(body, u.Length-u.Offset+1)
+	} else {
+		// Chunked body of an upload of deferred length: at most the
+		// tenant's file size limit (plus one byte to notice more).
+		body = io.LimitReader(body, s.MaxFileBytes-u.Offset+1)
 	}
 	if u.Kind != KindPartial && u.DetectedType == "" {
 		br := bufio.NewReaderSize(body, 4096)
@@ -312,6 +316,9 @@ func (w *writer) pump(ctx context.Context, n int64) error {
 		eof := rerr != nil
 		if u.Length >= 0 && u.Offset+int64(k) > u.Length {
 			return errOverLength // nothing of this buffer is stored
+		}
+		if u.Length < 0 && u.Offset+int64(k) > w.settings.MaxFileBytes {
+			return errFileTooLarge(w.settings.MaxFileBytes)
 		}
 		staged := u.stagingSize()
 		ends := u.Length >= 0 && u.Offset+int64(k) == u.Length

@@ -1,6 +1,7 @@
 package web
 
 import (
+	"bufio"
 	"io"
 	"net"
 	"net/http"
@@ -18,7 +19,7 @@ const TusPath = "/api/uploads"
 // maxDrain is how much of an unread request body is read and dropped so
 // the connection can serve the next request; beyond it the connection is
 // closed instead (an early refusal of a large chunk).
-const maxDrain = 1 << 20
+const maxDrain = 8 << 20
 
 // TusOptions configure MountTus.
 type TusOptions struct {
@@ -116,33 +117,36 @@ func tusHandler(h *intake.TusHandler, o TusOptions) fiber.Handler {
 			req.ClientHash = o.ClientHash(c)
 		}
 		resp := h.Serve(c.UserContext(), req)
-		finishBody(c, body, cl)
 		for _, kv := range resp.Header {
 			c.Set(kv[0], kv[1])
 		}
+		var err error
 		if resp.Problem != nil {
-			return SendProblem(c, resp.Status, resp.Problem.Type, resp.Problem.Title, resp.Problem.Detail)
+			err = SendProblem(c, resp.Status, resp.Problem.Type, resp.Problem.Title, resp.Problem.Detail)
+		} else {
+			c.Status(resp.Status)
 		}
-		c.Status(resp.Status)
-		return nil
+		finishBody(c, body, cl)
+		return err
 	}
 }
 
 // finishBody makes sure the connection can go on and the answer reaches
 // the client: with streamed bodies, unread bytes would be parsed as the
 // next request. A small rest is drained. A large one (an early refusal of a
-// big chunk: 409, 423, 413, ...) is not worth keeping the connection for;
-// closing at once would make the kernel reset the connection, and the
+// big chunk: 409, 423, 413, ...) is not worth keeping the connection for,
+// but closing at once would make the kernel reset the connection, and the
 // client, still sending, might never read the answer. So the connection is
-// closed the lingering way: answer, half-close, then read and drop what the
-// client still sends.
+// closed the lingering way: the answer (with "Connection: close") is
+// written, the sending side shut, and what the client still sends is read
+// and dropped for a while.
 func finishBody(c *fiber.Ctx, body *countingReader, cl int64) {
 	if body.eof || (cl >= 0 && body.n >= cl) {
 		return
 	}
-	if cl >= 0 && cl-body.n <= maxDrain {
-		n, err := io.Copy(io.Discard, io.LimitReader(body, cl-body.n))
-		if err == nil && n == cl-body.n {
+	if rest := cl - body.n; cl >= 0 && rest <= maxDrain {
+		n, err := io.Copy(io.Discard, io.LimitReader(body, rest))
+		if err == nil && n == rest {
 			return
 		}
 	}
@@ -150,9 +154,19 @@ func finishBody(c *fiber.Ctx, body *countingReader, cl int64) {
 	if cl >= 0 {
 		left = cl - body.n
 	}
-	// No SetConnectionClose: fasthttp would close before running the
-	// hijack handler. A hijacked connection is closed after it anyway.
-	c.Context().Hijack(func(conn net.Conn) { linger(conn, left) })
+	// fasthttp writes no answer for a hijacked request told so, and keeps
+	// the request context valid until the hijack handler returns; the
+	// fiber.Ctx must not be used there.
+	fctx := c.Context()
+	fctx.Response.SetConnectionClose()
+	fctx.HijackSetNoResponse(true)
+	fctx.Hijack(func(conn net.Conn) {
+		w := bufio.NewWriter(conn)
+		if err := fctx.Response.Write(w); err != nil || w.Flush() != nil {
+			return
+		}
+		linger(conn, left)
+	})
 }
 
 // maxLinger bounds what a lingering close reads of a body of unknown length.

@@ -215,6 +215,52 @@ func runTusProtocolCases(t *testing.T, factory tusBackendFactory) {
 		}
 	})
 
+	t.Run("chunked bodies (no Content-Length) are stored and limited like others", func(t *testing.T) {
+		f := newTusFixture(t, factory, withSettings(func(s *kasse.Settings) { s.MaxFileBytes = 8 * mib }))
+		base := f.listen()
+		chunked := func(id string, off int64, data []byte, h hdr) *http.Response {
+			t.Helper()
+			// An io.Reader of unknown length makes net/http send Transfer-Encoding: chunked.
+			req, _ := http.NewRequest("PATCH", "http://"+base+TusPath+"/"+id, io.MultiReader(bytes.NewReader(data)))
+			req.Header.Set("Tus-Resumable", "1.0.0")
+			req.Header.Set("X-Test-Person", f.erika.ID)
+			req.Header.Set("Content-Type", "application/offset+octet-stream")
+			req.Header.Set("Upload-Offset", strconv.FormatInt(off, 10))
+			for k, v := range h {
+				req.Header.Set(k, v)
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			return resp
+		}
+		data := doc("pdf", 7*mib+3, 27)
+		id := f.create(f.erika.ID, int64(len(data)), "a.pdf")
+		if r := chunked(id, 0, data[:6*mib], nil); r.StatusCode != http.StatusNoContent || r.Header.Get("Upload-Offset") != strconv.Itoa(6*mib) {
+			t.Fatalf("chunked PATCH: %d offset %q", r.StatusCode, r.Header.Get("Upload-Offset"))
+		}
+		if r := chunked(id, 6*mib, append(append([]byte(nil), data[6*mib:]...), 'x'), nil); r.StatusCode != http.StatusRequestEntityTooLarge {
+			t.Fatalf("chunked PATCH beyond Upload-Length: %d, want 413", r.StatusCode)
+		}
+		if r := chunked(id, 6*mib, data[6*mib:], nil); r.StatusCode != http.StatusNoContent {
+			t.Fatalf("last chunked PATCH: %d", r.StatusCode)
+		}
+		if !bytes.Equal(f.stored(id), data) {
+			t.Fatal("object differs")
+		}
+		d := f.do("POST", TusPath, f.erika.ID, hdr{"Upload-Defer-Length": "1"}, nil)
+		did := idOf(t, d.Header.Get("Location"))
+		if r := chunked(did, 0, doc("pdf", 9*mib, 28), nil); r.StatusCode != http.StatusRequestEntityTooLarge {
+			t.Fatalf("chunked body over the file limit with deferred length: %d, want 413", r.StatusCode)
+		}
+		if u := f.row(did); u.Offset > 8*mib {
+			t.Fatalf("deferred upload holds %d bytes, more than the 8 MiB limit", u.Offset)
+		}
+	})
+
 	t.Run("content that is not an allowed document answers 415 naming the type", func(t *testing.T) {
 		for _, tc := range []struct{ kind, file, named string }{
 			{"exe", "bild.jpg", "application/vnd.microsoft.portable-executable"},
@@ -709,9 +755,9 @@ func runTusProtocolCases(t *testing.T, factory tusBackendFactory) {
 	t.Run("an early refusal of a large chunk reaches a client that is still sending", func(t *testing.T) {
 		f := newTusFixture(t, factory)
 		base := f.listen()
-		data := doc("pdf", 24*mib, 26)
+		data := doc("pdf", 24*mib, 26) // more than is drained: the connection is closed
 		id := f.create(f.erika.ID, int64(len(data)), "a.pdf")
-		for i := 0; i < 3; i++ { // the connection must also not break the next request
+		for i := 0; i < 3; i++ { // a new connection each time
 			req, _ := http.NewRequest("PATCH", "http://"+base+TusPath+"/"+id, bytes.NewReader(data))
 			req.Header.Set("Tus-Resumable", "1.0.0")
 			req.Header.Set("X-Test-Person", f.erika.ID)
