@@ -158,7 +158,12 @@ async function screenshots(page, name) {
     await page.waitForTimeout(50);
     // Nothing may stick out sideways on a phone.
     const overflow = await page.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth);
-    if (overflow > 1) { throw new Error(`${name}: the page is ${overflow} px wider than a ${width} px screen`); }
+    if (overflow > 1) {
+      const culprits = await page.evaluate((w) => Array.from(document.querySelectorAll('body *'))
+        .filter((e) => e.getBoundingClientRect().right > w + 1 && !(e.parentElement && e.parentElement.closest('.table-wrap')))
+        .slice(0, 5).map((e) => e.tagName.toLowerCase() + (e.id ? '#' + e.id : '') + (e.className ? '.' + String(e.className).split(' ').join('.') : '')), width);
+      throw new Error(`${name}: the page is ${overflow} px wider than a ${width} px screen (${culprits.join(', ')})`);
+    }
     await page.screenshot({ path: path.join(shotDir, `${name}-${label}.png`), fullPage: true });
   }
   await page.setViewportSize(size);

@@ -60,7 +60,7 @@ async function journey(bin, label, env) {
     await check(cw, 'team-postfach-leer');
 
     await cw.getByRole('link', { name: 'Einmal-PIN' }).click();
-    await check(cw, 'team-einmal-pin', { shots });
+    await check(cw, 'team-einmal-pin');
     await cw.getByLabel('Krankenversichertennummer').fill(demo.kvnr);
     await cw.getByLabel('Anliegen').selectOption('krankengeld');
     await cw.getByLabel('Welche Unterlagen benötigen Sie?').fill('Bitte senden Sie uns Ihre Arbeitsunfähigkeitsbescheinigung und den Befund.');
@@ -109,7 +109,7 @@ async function journey(bin, label, env) {
       }
       return route.continue();
     });
-    await check(page, 'hochladen-leer', { shots });
+    await check(page, 'hochladen-leer');
     await page.getByLabel('Dateien auswählen').setInputFiles(files);
     await page.locator('#uploads li.upload[data-state="complete"]').nth(1).waitFor({ timeout: 60000 });
     assert.equal(cut, 1, 'one upload request was cut off');
@@ -185,13 +185,55 @@ async function journey(bin, label, env) {
     await dl.saveAs(got);
     assert.equal(lib.sha256(got), lib.sha256(answer), 'the downloaded attachment is byte-identical');
     await ins.getByRole('link', { name: 'Vorgänge' }).click();
-    await check(ins, 'vorgaenge', { shots });
+    await check(ins, 'vorgaenge');
     await ins.locator(`a[href="/vorgaenge/${vorgang}"]`).click();
     assert.match(await ins.locator('.timeline').innerText(), /In Bearbeitung/);
     assert.ok(!(await ins.locator('main').innerText()).includes('Prüfung beginnt'), 'the caseworker\'s reason stays internal');
     await check(ins, 'vorgang', { shots });
-    await ins.getByRole('button', { name: 'Abmelden' }).click();
+    // An answer back, and a look at Mein Konto.
+    await ins.getByRole('link', { name: 'Postfach', exact: true }).click();
+    await ins.getByRole('link', { name: subject }).click();
+    await ins.getByLabel('Ihre Nachricht').fill('Danke für den Bescheid.');
+    await ins.getByRole('button', { name: 'Antwort senden' }).click();
+    await ins.locator('.notice--success').filter({ hasText: 'Ihre Nachricht wurde gesendet.' }).waitFor();
+    await ins.getByRole('link', { name: 'Mein Konto' }).click();
+    assert.match(await ins.locator('main').innerText(), /Authenticator-Apps/);
+    await check(ins, 'konto', { shots });
+    await ins.getByRole('button', { name: 'Abmelden', exact: true }).click();
     await ins.waitForURL(/hinweis=abgemeldet/);
+    await check(ins, 'abgemeldet');
+
+    // ---- The caseworker opens the person's account: lock and unlock. ----
+    await cw.getByRole('link', { name: 'Team-Postfach' }).click();
+    await cw.getByRole('link', { name: subject }).click();
+    assert.match(await cw.locator('main').innerText(), /Danke für den Bescheid\./);
+    await cw.getByRole('link', { name: 'Konto der Person' }).click();
+    await check(cw, 'team-konto', { shots });
+    await cw.getByRole('button', { name: 'Zugang sperren' }).click();
+    await cw.locator('main').filter({ hasText: 'Gesperrt (Verdacht auf unbefugte Nutzung)' }).waitFor();
+    await cw.getByRole('button', { name: 'Zugang entsperren' }).click();
+    await cw.locator('.notice--success').filter({ hasText: 'Der Zugang ist entsperrt.' }).waitFor();
+
+    // ---- The provider admin consents at the first login and invites a user. ----
+    const admCtx = await newContext();
+    const adm = await admCtx.newPage();
+    watch(adm);
+    await login(adm, 'lebadmin', demo, false);
+    if (/\/anmelden\/einwilligung/.test(adm.url())) {
+      await check(adm, 'einwilligung');
+      await adm.getByLabel(/Ich willige in die beschriebene Verarbeitung/).check();
+      await adm.getByRole('button', { name: 'Einwilligen und weiter' }).click();
+    }
+    await adm.waitForURL(/\/verwaltung\/benutzer$/);
+    await adm.getByLabel('Anrede').selectOption('Frau');
+    await adm.getByLabel('Vorname').fill('Petra');
+    await adm.getByLabel('Nachname').fill(`Praxis <b>${run}</b>`);
+    await adm.getByLabel('E-Mail-Adresse').fill(`petra.${run}@example.org`);
+    await adm.getByRole('button', { name: 'Einladung senden' }).click();
+    await adm.locator('.notice--success').filter({ hasText: 'Die Einladung ist verschickt.' }).waitFor();
+    assert.ok((await adm.locator('tbody').innerText()).includes(`Praxis <b>${run}</b>`), 'the invited user is listed (as text)');
+    await check(adm, 'verwaltung-benutzer', { shots });
+    await admCtx.close();
 
     // ---- The auditor finds the events. ----
     await audit(browser, newContext, demo, vorgang, shots);
@@ -288,7 +330,7 @@ async function audit(browser, newContext, demo, vorgang, shots) {
   const page = await ctx.newPage();
   await login(page, 'pruefer', demo, false);
   await page.waitForURL(/\/pruefung$/);
-  await check(page, 'pruefung', { shots });
+  await check(page, 'pruefung');
   const deadline = Date.now() + 15000;
   for (;;) { // the shipper moves events to the event store every 200 ms
     await page.goto('/pruefung?suche=1&objektart=vorgang&objekt=' + encodeURIComponent(vorgang));
