@@ -80,7 +80,7 @@ func TestAuditVerifyFindsTamperingInClickHouse(t *testing.T) {
 	}
 
 	victim := evs[8]
-	if err := conn.Exec(ctx, "ALTER TABLE "+chDB+".audit_events UPDATE outcome = 'denied' WHERE id = ?", victim.ID); err != nil {
+	if err := conn.Exec(ctx, "ALTER TABLE "+chDB+".audit_trail UPDATE outcome = 'denied' WHERE id = ?", victim.ID); err != nil {
 		t.Fatal(err)
 	}
 	waitMutations(t, conn, chDB)
@@ -91,7 +91,7 @@ func TestAuditVerifyFindsTamperingInClickHouse(t *testing.T) {
 	t.Logf("changed: %s", strings.TrimSpace(errOut))
 
 	// Undo, then cut off the newest event.
-	if err := conn.Exec(ctx, "ALTER TABLE "+chDB+".audit_events UPDATE outcome = 'success' WHERE id = ?", victim.ID); err != nil {
+	if err := conn.Exec(ctx, "ALTER TABLE "+chDB+".audit_trail UPDATE outcome = 'success' WHERE id = ?", victim.ID); err != nil {
 		t.Fatal(err)
 	}
 	waitMutations(t, conn, chDB)
@@ -99,7 +99,7 @@ func TestAuditVerifyFindsTamperingInClickHouse(t *testing.T) {
 		t.Fatalf("after undoing: %q", errOut)
 	}
 	last := evs[len(evs)-1]
-	if err := conn.Exec(ctx, "ALTER TABLE "+chDB+".audit_events DELETE WHERE id = ?", last.ID); err != nil {
+	if err := conn.Exec(ctx, "ALTER TABLE "+chDB+".audit_trail DELETE WHERE id = ?", last.ID); err != nil {
 		t.Fatal(err)
 	}
 	waitMutations(t, conn, chDB)
@@ -111,7 +111,7 @@ func TestAuditVerifyFindsTamperingInClickHouse(t *testing.T) {
 
 	// A row deleted in the middle shows as a gap naming its successor.
 	mid := evs[4]
-	if err := conn.Exec(ctx, "ALTER TABLE "+chDB+".audit_events DELETE WHERE id = ?", mid.ID); err != nil {
+	if err := conn.Exec(ctx, "ALTER TABLE "+chDB+".audit_trail DELETE WHERE id = ?", mid.ID); err != nil {
 		t.Fatal(err)
 	}
 	waitMutations(t, conn, chDB)

@@ -132,7 +132,16 @@ var migrationsFS embed.FS
 type migration struct {
 	version int
 	name    string
-	stmts   []string
+	stmts   []statement
+}
+
+// statement is one query of a migration. A statement preceded by the
+// comment line "-- if-exists: db.table" runs only while that table exists,
+// so a step that copies from a table a later statement drops stays
+// idempotent (18.16 has no conditional statements).
+type statement struct {
+	sql      string
+	ifExists string
 }
 
 var migrationName = regexp.MustCompile(`^(\d{4})_([a-z0-9_]+)\.sql$`)
@@ -169,27 +178,53 @@ func loadMigrations(fsys fs.FS, db string) ([]migration, error) {
 }
 
 // splitStatements splits on ";" at the end of a line, because the native
-// protocol runs one statement per query. Whole-line "--" comments are dropped.
-func splitStatements(sql string) []string {
-	var out []string
+// protocol runs one statement per query. Whole-line "--" comments are
+// dropped, except the if-exists directive (see statement).
+func splitStatements(sql string) []statement {
+	var out []statement
 	var cur strings.Builder
+	cond := ""
 	for _, line := range strings.Split(sql, "\n") {
 		t := strings.TrimSpace(line)
+		if rest, ok := strings.CutPrefix(t, "-- if-exists:"); ok {
+			cond = strings.TrimSpace(rest)
+			continue
+		}
 		if t == "" || strings.HasPrefix(t, "--") {
 			continue
 		}
 		cur.WriteString(line)
 		cur.WriteByte('\n')
 		if strings.HasSuffix(t, ";") {
-			out = append(out, strings.TrimSuffix(strings.TrimSpace(cur.String()), ";"))
+			out = append(out, statement{sql: strings.TrimSuffix(strings.TrimSpace(cur.String()), ";"), ifExists: cond})
 			cur.Reset()
+			cond = ""
 		}
 	}
 	if s := strings.TrimSpace(cur.String()); s != "" {
-		out = append(out, s)
+		out = append(out, statement{sql: s, ifExists: cond})
 	}
 	return out
 }
+
+// exec runs one migration statement, honouring its if-exists condition.
+func (s *Store) exec(ctx context.Context, st statement) error {
+	if st.ifExists != "" {
+		if !qualifiedIdent.MatchString(st.ifExists) {
+			return fmt.Errorf("if-exists %q: want database.table", st.ifExists)
+		}
+		var exists uint8
+		if err := s.conn.QueryRow(ctx, "EXISTS TABLE "+st.ifExists).Scan(&exists); err != nil {
+			return fmt.Errorf("if-exists %s: %w", st.ifExists, err)
+		}
+		if exists == 0 {
+			return nil
+		}
+	}
+	return s.conn.Exec(ctx, st.sql)
+}
+
+var qualifiedIdent = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*\.[A-Za-z_][A-Za-z0-9_]*$`)
 
 // Migrate creates the database if needed and applies the embedded migrations
 // not yet recorded in schema_migrations, in version order. Without
@@ -222,7 +257,7 @@ func (s *Store) Migrate(ctx context.Context) (int, error) {
 			continue
 		}
 		for i, q := range m.stmts {
-			if err := s.conn.Exec(ctx, q); err != nil {
+			if err := s.exec(ctx, q); err != nil {
 				return n, fmt.Errorf("clickhouse migration %04d_%s, statement %d: %w", m.version, m.name, i+1, err)
 			}
 		}

@@ -58,7 +58,7 @@ func TestMigrateIdempotent(t *testing.T) {
 	// Even when the record is lost, re-running every statement must work.
 	for _, m := range ms {
 		for _, q := range m.stmts {
-			if err := s.conn.Exec(ctx, q); err != nil {
+			if err := s.exec(ctx, q); err != nil {
 				t.Errorf("statement of %04d_%s is not idempotent: %v", m.version, m.name, err)
 			}
 		}
@@ -69,6 +69,71 @@ func TestMigrateIdempotent(t *testing.T) {
 	}
 	if rows != uint64(len(ms)) {
 		t.Errorf("schema_migrations holds %d rows, want %d", rows, len(ms))
+	}
+}
+
+// TestMigrationKeepsEventsOf0001 writes events into the table of 0001, as
+// a server migrated before 0002 holds them, and expects 0002 to move them
+// into audit_trail: same events, same chain.
+func TestMigrationKeepsEventsOf0001(t *testing.T) {
+	ctx := context.Background()
+	s := openTestStore(t)
+	ms, err := loadMigrations(migrationsFS, s.db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.conn.Exec(ctx, "CREATE DATABASE IF NOT EXISTS "+s.db); err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range ms[0].stmts {
+		if err := s.exec(ctx, q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.conn.Exec(ctx, `CREATE TABLE `+s.db+`.schema_migrations (version UInt32, name String, applied_at DateTime('UTC'))
+		ENGINE = ReplacingMergeTree ORDER BY version`); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.recordVersion(ctx, ms[0]); err != nil {
+		t.Fatal(err)
+	}
+	tenantID := "old-" + s.db
+	var evs []audit.Event
+	var prev *audit.Event
+	for i := 0; i < 10; i++ {
+		e := audit.Link(prev, audit.Event{ID: fmt.Sprintf("%s-%d", tenantID, i), TenantID: tenantID,
+			Time: time.Now().UTC().Add(time.Duration(i) * time.Second), Type: "auth.login", ActorID: "acc-1",
+			SubjectType: "account", SubjectID: "acc-1", Outcome: audit.OutcomeSuccess, Details: "{}"})
+		evs = append(evs, e)
+		prev = &evs[len(evs)-1]
+	}
+	batch, err := s.conn.PrepareBatch(ctx, `INSERT INTO `+s.db+`.audit_events (ts, `+eventColumns+`)`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range evs {
+		us := e.Time.UnixMicro()
+		if err := batch.Append(time.Unix(us/1e6, 0).UTC(), e.ID, e.TenantID, e.Seq, us, e.ActorID, e.ActorRole, e.Type,
+			e.SubjectType, e.SubjectID, string(e.Outcome), e.ClientHash, e.RequestID, e.Details, e.PrevHash, e.Hash); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := batch.Send(); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := s.Migrate(ctx); err != nil || n != len(ms)-1 {
+		t.Fatalf("Migrate over 0001: applied %d, %v", n, err)
+	}
+	got, err := s.Query(ctx, audit.Filter{TenantID: tenantID})
+	if err != nil || len(got) != len(evs) {
+		t.Fatalf("after 0002: %d events, %v", len(got), err)
+	}
+	if res, err := audit.Verify(ctx, s, tenantID); err != nil || !res.OK() || res.Checked != 10 {
+		t.Fatalf("verify after 0002: %+v %v", res, err)
+	}
+	var old uint8
+	if err := s.conn.QueryRow(ctx, "EXISTS TABLE "+s.db+".audit_events").Scan(&old); err != nil || old != 0 {
+		t.Errorf("0001's table still exists (%d, %v)", old, err)
 	}
 }
 
@@ -96,7 +161,7 @@ func TestEventStore(t *testing.T) {
 	}
 	// Without merges every copy of a twice-shipped event stays in its own
 	// part, so the contract's duplicate cases really test the reads.
-	if err := s.conn.Exec(context.Background(), "SYSTEM STOP MERGES "+s.db+".audit_events"); err != nil {
+	if err := s.conn.Exec(context.Background(), "SYSTEM STOP MERGES "+s.db+".audit_trail"); err != nil {
 		t.Fatal(err)
 	}
 	storagetest.TestEventStore(t, func(t *testing.T) audit.EventStore { return s })
@@ -113,7 +178,7 @@ func TestRetentionStore(t *testing.T) {
 	// Partitions that held only expired rows are gone, not just emptied.
 	var parts uint64
 	if err := s.conn.QueryRow(context.Background(), `SELECT count() FROM system.parts
-		WHERE database = ? AND table = 'audit_events' AND active AND partition < '2016'`, s.db).Scan(&parts); err != nil {
+		WHERE database = ? AND table = 'audit_trail' AND active AND partition < '2016'`, s.db).Scan(&parts); err != nil {
 		t.Fatal(err)
 	}
 	if parts != 0 {
@@ -152,7 +217,7 @@ func TestVerifyDetectsTamperedRow(t *testing.T) {
 	}
 
 	victim := evs[12]
-	if err := s.conn.Exec(ctx, "ALTER TABLE "+s.db+".audit_events UPDATE actor_id = 'someone-else' WHERE id = ?", victim.ID); err != nil {
+	if err := s.conn.Exec(ctx, "ALTER TABLE "+s.db+".audit_trail UPDATE actor_id = 'someone-else' WHERE id = ?", victim.ID); err != nil {
 		t.Fatal(err)
 	}
 	waitForMutations(t, s)
@@ -218,7 +283,7 @@ func waitForMutations(t testing.TB, s *Store) {
 	for {
 		var pending uint64
 		err := s.conn.QueryRow(context.Background(), `SELECT count() FROM system.mutations
-			WHERE database = ? AND table = 'audit_events' AND is_done = 0`, s.db).Scan(&pending)
+			WHERE database = ? AND table = 'audit_trail' AND is_done = 0`, s.db).Scan(&pending)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -339,7 +404,7 @@ func BenchmarkSubjectHistory(b *testing.B) {
 				cond, args = where(page)
 				want = 100
 			}
-			q := `SELECT ` + eventColumns + ` FROM ` + s.db + `.audit_events` + alt.from + ` WHERE ` + cond +
+			q := `SELECT ` + eventColumns + ` FROM ` + s.db + `.audit_trail` + alt.from + ` WHERE ` + cond +
 				` ORDER BY ts_unix_us, id` + alt.suffix
 			for b.Loop() {
 				n, err := s.scan(ctx, q, args, func(audit.Event) error { return nil })

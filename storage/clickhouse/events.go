@@ -49,7 +49,7 @@ func (s *Store) Append(ctx context.Context, events []audit.Event) error {
 			return fmt.Errorf("append audit events: %w", err)
 		}
 	}
-	batch, err := s.conn.PrepareBatch(ctx, `INSERT INTO `+s.db+`.audit_events (ts, `+eventColumns+`)`)
+	batch, err := s.conn.PrepareBatch(ctx, `INSERT INTO `+s.db+`.audit_trail (ts, `+eventColumns+`)`)
 	if err != nil {
 		return fmt.Errorf("append audit events to clickhouse %s: %w", s.addr, err)
 	}
@@ -110,10 +110,11 @@ func validateFilter(f audit.Filter) error {
 // where renders f without Limit. Values are bound client-side by the driver
 // (18.16 has no server-side parameters), which quotes and escapes strings.
 // Each time bound is given three times: exactly on ts_unix_us, and coarsely
-// on ts and on toDate(ts). 18.16 prunes partitions by the ts condition but
-// uses the primary key only for a condition on the key expression
-// toDate(ts) itself (measured: a day-bounded subject query reads 0.37M
-// instead of 1M rows). toDate(ts) is the UTC day because ts is DateTime('UTC').
+// on ts and on toDate(ts). 18.16 prunes month partitions by the ts
+// condition; toDate(ts) served 0001's key (tenant, day, ...) and costs
+// nothing now. The key of audit_trail (0002) starts with tenant and subject,
+// so a subject condition narrows the read to a few granules per partition.
+// toDate(ts) is the UTC day because ts is DateTime('UTC').
 func where(f audit.Filter) (string, []any) {
 	conds, args := []string{"tenant_id = ?"}, []any{f.TenantID}
 	add := func(cond string, a ...any) {
@@ -161,10 +162,11 @@ func utcDay(us int64) string { return time.UnixMicro(us).UTC().Format(time.DateO
 // collapses them. The sort puts copies next to each other, so the scan drops
 // them (see copies) instead of the server: on 18.16 both FINAL and LIMIT 1 BY
 // id stop ORDER BY ... LIMIT n from sorting only the top n rows, and FINAL
-// also merges in a single stream. Measured (BenchmarkSubjectHistory, 1M
-// events of one tenant, 2 shared cores): a 100-event page of one day takes
-// 13-16 ms plain, 43-45 ms with LIMIT 1 BY, 54-58 ms with FINAL; one
-// subject's history 65-87 ms plain or with LIMIT 1 BY, 0.6-1 s with FINAL.
+// also merges in a single stream. Measured with 0001's key
+// (BenchmarkSubjectHistory, 1M events of one tenant, 2 shared cores): a
+// 100-event page of one day took 13-16 ms plain, 43-45 ms with LIMIT 1 BY,
+// 54-58 ms with FINAL; one subject's history 65-87 ms plain or with LIMIT 1
+// BY, 0.6-1 s with FINAL. BENCHMARKS.md has the numbers for 0002's key.
 // A page that lost rows to copies is topped up from its last event.
 func (s *Store) Query(ctx context.Context, f audit.Filter) ([]audit.Event, error) {
 	var out []audit.Event
@@ -186,7 +188,7 @@ func (s *Store) Scan(ctx context.Context, f audit.Filter, fn func(audit.Event) e
 	sent := 0
 	for {
 		cond, args := where(f)
-		q := `SELECT ` + eventColumns + ` FROM ` + s.db + `.audit_events WHERE ` + cond + ` ORDER BY ts_unix_us, id`
+		q := `SELECT ` + eventColumns + ` FROM ` + s.db + `.audit_trail WHERE ` + cond + ` ORDER BY ts_unix_us, id`
 		want := 0
 		if f.Limit > 0 {
 			want = f.Limit - sent
@@ -271,7 +273,7 @@ func (s *Store) Chain(ctx context.Context, tenantID string, fn func(audit.Event)
 	}
 	var c copies
 	var seq int64
-	_, err := s.scan(ctx, `SELECT `+eventColumns+` FROM `+s.db+`.audit_events
+	_, err := s.scan(ctx, `SELECT `+eventColumns+` FROM `+s.db+`.audit_trail
 		WHERE tenant_id = ? ORDER BY seq, id`, []any{tenantID}, func(e audit.Event) error {
 		if !c.fresh(e) {
 			return nil
@@ -295,7 +297,7 @@ func (s *Store) CountByDayAndType(ctx context.Context, f audit.Filter) ([]audit.
 	}
 	cond, args := where(f)
 	rows, err := s.conn.Query(ctx, `SELECT toInt64(intDiv(ts_unix_us, 86400000000)) AS day, type, toInt64(uniqExact(id))
-		FROM `+s.db+`.audit_events WHERE `+cond+` GROUP BY day, type ORDER BY day, type`, args...)
+		FROM `+s.db+`.audit_trail WHERE `+cond+` GROUP BY day, type ORDER BY day, type`, args...)
 	if err != nil {
 		return nil, fmt.Errorf("count audit events of tenant %q: %w", f.TenantID, err)
 	}

@@ -33,11 +33,11 @@ func (s *Store) ChainPrefixEnd(ctx context.Context, tenantID string, before time
 		n     uint64
 	)
 	// min() of no rows is 0 in ClickHouse, so count() tells "none".
-	if err := s.conn.QueryRow(ctx, `SELECT toInt64(min(seq)), count() FROM `+s.db+`.audit_events
+	if err := s.conn.QueryRow(ctx, `SELECT toInt64(min(seq)), count() FROM `+s.db+`.audit_trail
 		WHERE tenant_id = ? AND ts >= toDateTime(?) AND ts_unix_us >= ?`, tenantID, floorSec(us), us).Scan(&first, &n); err != nil {
 		return audit.Event{}, false, fmt.Errorf("chain prefix of tenant %q: %w", tenantID, err)
 	}
-	q := `SELECT ` + eventColumns + ` FROM ` + s.db + `.audit_events WHERE tenant_id = ?`
+	q := `SELECT ` + eventColumns + ` FROM ` + s.db + `.audit_trail WHERE tenant_id = ?`
 	args := []any{tenantID}
 	if n > 0 {
 		// Every event before the first young one is old: ts bounds the scan.
@@ -70,7 +70,7 @@ func (s *Store) DeleteChainPrefixes(ctx context.Context, through map[string]int6
 	}
 	parts := map[uint32]map[string]cell{}
 	rows, err := s.conn.Query(ctx, `SELECT toYYYYMM(ts) AS p, tenant_id, toInt64(max(seq)), count()
-		FROM `+s.db+`.audit_events GROUP BY p, tenant_id`)
+		FROM `+s.db+`.audit_trail GROUP BY p, tenant_id`)
 	if err != nil {
 		return 0, fmt.Errorf("retention: partitions: %w", err)
 	}
@@ -113,7 +113,7 @@ func (s *Store) DeleteChainPrefixes(ctx context.Context, through map[string]int6
 	}
 	sort.Slice(drop, func(i, j int) bool { return drop[i] < drop[j] })
 	for _, p := range drop {
-		if err := s.conn.Exec(ctx, `ALTER TABLE `+s.db+`.audit_events DROP PARTITION `+strconv.FormatUint(uint64(p), 10)); err != nil {
+		if err := s.conn.Exec(ctx, `ALTER TABLE `+s.db+`.audit_trail DROP PARTITION `+strconv.FormatUint(uint64(p), 10)); err != nil {
 			return deleted, fmt.Errorf("retention: drop partition %d: %w", p, err)
 		}
 	}
@@ -125,14 +125,14 @@ func (s *Store) DeleteChainPrefixes(ctx context.Context, through map[string]int6
 	mutated := false
 	for _, tenant := range tenants {
 		var n uint64
-		if err := s.conn.QueryRow(ctx, `SELECT count() FROM `+s.db+`.audit_events WHERE tenant_id = ? AND seq <= ?`,
+		if err := s.conn.QueryRow(ctx, `SELECT count() FROM `+s.db+`.audit_trail WHERE tenant_id = ? AND seq <= ?`,
 			tenant, through[tenant]).Scan(&n); err != nil {
 			return deleted, fmt.Errorf("retention: count expired events of %q: %w", tenant, err)
 		}
 		if n == 0 {
 			continue
 		}
-		if err := s.conn.Exec(ctx, `ALTER TABLE `+s.db+`.audit_events DELETE WHERE tenant_id = ? AND seq <= ?`,
+		if err := s.conn.Exec(ctx, `ALTER TABLE `+s.db+`.audit_trail DELETE WHERE tenant_id = ? AND seq <= ?`,
 			tenant, through[tenant]); err != nil {
 			return deleted, fmt.Errorf("retention: delete expired events of %q: %w", tenant, err)
 		}
@@ -171,7 +171,7 @@ func (s *Store) RedactBusiness(ctx context.Context, tenantID string, before time
 		return err
 	}
 	var c copies // sorted by id, copies of an event shipped twice are adjacent
-	_, err := s.scan(ctx, `SELECT `+eventColumns+` FROM `+s.db+`.audit_events WHERE `+cond+` ORDER BY id`, args, func(e audit.Event) error {
+	_, err := s.scan(ctx, `SELECT `+eventColumns+` FROM `+s.db+`.audit_trail WHERE `+cond+` ORDER BY id`, args, func(e audit.Event) error {
 		if !c.fresh(e) {
 			return nil
 		}
@@ -191,7 +191,7 @@ func (s *Store) RedactBusiness(ctx context.Context, tenantID string, before time
 	if n == 0 {
 		return 0, nil
 	}
-	if err := s.conn.Exec(ctx, `ALTER TABLE `+s.db+`.audit_events DELETE WHERE `+cond, args...); err != nil {
+	if err := s.conn.Exec(ctx, `ALTER TABLE `+s.db+`.audit_trail DELETE WHERE `+cond, args...); err != nil {
 		return n, fmt.Errorf("redact events of tenant %q: delete originals: %w", tenantID, err)
 	}
 	return n, s.waitMutations(ctx)
@@ -204,14 +204,14 @@ func (s *Store) waitMutations(ctx context.Context) error {
 	for {
 		var pending uint64
 		if err := s.conn.QueryRow(ctx, `SELECT count() FROM system.mutations
-			WHERE database = ? AND table = 'audit_events' AND is_done = 0`, s.db).Scan(&pending); err != nil {
+			WHERE database = ? AND table = 'audit_trail' AND is_done = 0`, s.db).Scan(&pending); err != nil {
 			return fmt.Errorf("wait for mutations: %w", err)
 		}
 		if pending == 0 {
 			return nil
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("%d mutations of %s.audit_events still running after %v", pending, s.db, MutationTimeout)
+			return fmt.Errorf("%d mutations of %s.audit_trail still running after %v", pending, s.db, MutationTimeout)
 		}
 		select {
 		case <-ctx.Done():

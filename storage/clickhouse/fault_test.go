@@ -249,7 +249,7 @@ func TestShippingSurvivesClickHouseOutage(t *testing.T) {
 
 	// Duplicates on the wire: ship the first events of one tenant once more,
 	// with merges stopped so the copies stay in storage.
-	if err := store.conn.Exec(ctx, "SYSTEM STOP MERGES "+store.db+".audit_events"); err != nil {
+	if err := store.conn.Exec(ctx, "SYSTEM STOP MERGES "+store.db+".audit_trail"); err != nil {
 		t.Fatal(err)
 	}
 	requeued, err := db.RequeueEvents(ctx, tenants[0], time.Time{})
@@ -277,7 +277,7 @@ func TestShippingSurvivesClickHouseOutage(t *testing.T) {
 		t.Fatalf("the outage did not happen: %d produced while down, %d failed appends, %d waiting", during.Load(), cs.failures.Load(), depth)
 	}
 	var rows, distinct uint64
-	if err := store.conn.QueryRow(ctx, "SELECT count(), uniqExact(id) FROM "+store.db+".audit_events").Scan(&rows, &distinct); err != nil {
+	if err := store.conn.QueryRow(ctx, "SELECT count(), uniqExact(id) FROM "+store.db+".audit_trail").Scan(&rows, &distinct); err != nil {
 		t.Fatal(err)
 	}
 	if rows <= distinct {

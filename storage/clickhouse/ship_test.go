@@ -82,7 +82,7 @@ func BenchmarkShipOutboxToClickHouse(b *testing.B) {
 	}
 	b.ReportMetric(float64(total)/b.Elapsed().Seconds(), "events/s")
 	var rows uint64
-	if err := ch.conn.QueryRow(ctx, "SELECT uniqExact(id) FROM "+ch.db+".audit_events").Scan(&rows); err != nil || rows != uint64(total) {
+	if err := ch.conn.QueryRow(ctx, "SELECT uniqExact(id) FROM "+ch.db+".audit_trail").Scan(&rows); err != nil || rows != uint64(total) {
 		b.Fatalf("clickhouse holds %d distinct events, want %d (%v)", rows, total, err)
 	}
 }
