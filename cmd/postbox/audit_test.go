@@ -152,8 +152,8 @@ func TestAuditRetentionCommand(t *testing.T) {
 	env := auditEnv(t)
 	k := kasse.Kasse{ID: "k-ret", Name: "Testkasse", PortalURL: "https://portal.example", Settings: kasse.DefaultSettings()}
 	now := time.Now().UTC()
-	old := seedEvents(t, env, k, 3, now.AddDate(-11, 0, 0), "auth.login")             // expired: deleted
-	mid := seedEvents(t, env, k, 2, now.AddDate(-7, 0, 0), "vorgang.status.changed")  // business, expired: redacted
+	old := seedEvents(t, env, k, 3, now.AddDate(-11, 0, 0), "auth.login")            // expired: deleted
+	mid := seedEvents(t, env, k, 2, now.AddDate(-7, 0, 0), "vorgang.status.changed") // business, expired: redacted
 	young := seedEvents(t, env, k, 2, now.Add(-time.Hour), "vorgang.status.changed") // kept
 	code, out, errOut := runCLI(t, env, "audit", "retention")
 	if code != 0 {
