@@ -92,6 +92,7 @@ func MountUI(s *Server, o UIOptions) (*UI, error) {
 	u.mountAccount(app)
 	u.mountProvider(app)
 	u.mountAudit(app)
+	u.mountRegister(app)
 	return u, nil
 }
 
@@ -134,6 +135,11 @@ func parsePages(assets *assetSet) (map[string]*template.Template, error) {
 		"pathescape": url.PathEscape,
 		"short":      shortDate,
 		"list":       func(s ...string) []string { return s },
+		// fld describes a text input for the "text-field" partial:
+		// fld view name label type value hint autocomplete.
+		"fld": func(v *view, name, label, typ, value, hint, autocomplete string) textField {
+			return textField{V: v, Name: name, Label: label, Type: typ, Value: value, Hint: hint, Autocomplete: autocomplete}
+		},
 		"attach": func(v *view, pending []mailbox.Upload, max int) attachField {
 			return attachField{V: v, Pending: pending, Max: max}
 		},
@@ -213,6 +219,12 @@ type attachField struct {
 	V       *view
 	Pending []mailbox.Upload
 	Max     int
+}
+
+// textField is the argument of the "text-field" partial.
+type textField struct {
+	V                                            *view
+	Name, Label, Type, Value, Hint, Autocomplete string
 }
 
 // fieldRef is the argument of the "field-error" partial.
@@ -307,6 +319,7 @@ var notices = map[string]string{
 	"eingeladen":           "Die Einladung ist verschickt. Sie gilt 720 Stunden (30 Tage).",
 	"erneut-eingeladen":    "Die Einladung ist erneut verschickt; die vorherige gilt nicht mehr.",
 	"widerrufen":           "Die Einladung ist widerrufen.",
+	"passwort-neu":         "Ihr neues Passwort ist gespeichert. Bitte melden Sie sich damit an.",
 	"pin-abgemeldet":       "Sie haben sich abgemeldet. Ihre Eingaben und fertig hochgeladenen Dateien bleiben gespeichert; mit einer gültigen Einmal-PIN machen Sie später weiter.",
 	"pin-sitzung":          "Bitte melden Sie sich mit Ihrer Krankenversichertennummer und Ihrer Einmal-PIN an. Ihre Sitzung ist abgelaufen oder beendet.",
 	"entwurf-gespeichert":  "Ihre Eingaben sind gespeichert. Sie können jederzeit weitermachen, auch nach einer erneuten Anmeldung mit einer gültigen PIN.",

@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -37,6 +38,26 @@ type uiWorld struct {
 	erika  kasse.Person
 	team   mailbox.Team
 	people map[string]auth.Principal
+	sms    *smsCapture
+}
+
+// smsCapture keeps the SMS the auth service sends (the mTAN).
+type smsCapture struct {
+	mu   sync.Mutex
+	last map[string]string
+}
+
+func (s *smsCapture) SendSMS(_ context.Context, to, text string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.last[to] = text
+	return nil
+}
+
+func (s *smsCapture) to(number string) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.last[number]
 }
 
 type uiBlobs struct{ intake.BlobStore }
@@ -66,9 +87,13 @@ func newUIWorld(t *testing.T) *uiWorld {
 	if err != nil {
 		t.Fatal(err)
 	}
-	w := &uiWorld{t: t, db: db, people: map[string]auth.Principal{}}
+	w := &uiWorld{t: t, db: db, people: map[string]auth.Principal{}, sms: &smsCapture{last: map[string]string{}}}
+	letters, err := auth.NewLetterDir(filepath.Join(dir, "letters"))
+	if err != nil {
+		t.Fatal(err)
+	}
 	w.auth, err = auth.NewService(db.Auth(), auth.Options{Argon2: auth.Argon2Params{MemoryKiB: 64, Time: 1, Threads: 1, SaltLen: 16, KeyLen: 32},
-		Key: key, ClientAddrKey: key})
+		Key: key, ClientAddrKey: key, SMS: w.sms, Letters: letters})
 	if err != nil {
 		t.Fatal(err)
 	}
