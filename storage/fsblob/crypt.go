@@ -186,6 +186,14 @@ func (w *sealer) seal(last bool) error {
 
 // finish seals the final segment and records the plaintext size.
 func (w *sealer) finish() error {
+	// A reader that hands over its last bytes together with io.EOF can leave
+	// a full buffer behind; the format wants it sealed as a middle segment,
+	// followed by an empty final one (see numSegments).
+	if len(w.buf) == segSize {
+		if err := w.seal(false); err != nil {
+			return err
+		}
+	}
 	if err := w.seal(true); err != nil {
 		return err
 	}

@@ -17,6 +17,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/iotest"
 	"time"
 
 	"postbox/intake"
@@ -51,6 +52,7 @@ func TestBlobStore(t *testing.T, newStore func(t *testing.T) intake.BlobStore) {
 	t.Run("Streaming", func(t *testing.T) { testStreaming(t, s, prefix+"streaming/") })
 	t.Run("Cancel", func(t *testing.T) { testCancel(t, s, prefix+"cancel/") })
 	t.Run("Concurrent", func(t *testing.T) { testConcurrent(t, s, prefix+"concurrent/") })
+	t.Run("DataWithEOF", func(t *testing.T) { testDataWithEOF(t, s, prefix+"dataeof/") })
 }
 
 // gen produces n pseudo-random bytes from seed without holding them, and
@@ -701,4 +703,60 @@ func testConcurrent(t *testing.T, s intake.BlobStore, prefix string) {
 			t.Errorf("doc-%d: SHA-256 %s, want %s", i, sum, sums[i])
 		}
 	}
+}
+
+// testDataWithEOF feeds readers that return their last bytes together with
+// io.EOF (as fasthttp body streams do), at sizes on segment and part
+// boundaries, through Put and PutPart.
+func testDataWithEOF(t *testing.T, s intake.BlobStore, prefix string) {
+	ctx := t.Context()
+	for _, size := range []int{64 << 10, 1 << 20, intake.MinPartSize, 64<<10 + 1} {
+		data := make([]byte, size)
+		rand.Read(data)
+		want := sha256.Sum256(data)
+		for _, known := range []bool{true, false} {
+			n := int64(size)
+			if !known {
+				n = -1
+			}
+			key := fmt.Sprintf("%sput-%d-%v", prefix, size, known)
+			if _, err := s.Put(ctx, key, iotest.DataErrReader(bytes.NewReader(data)), n); err != nil {
+				t.Fatalf("Put %d bytes (size known %v): %v", size, known, err)
+			}
+			if got := getSum(t, s, key); got != want {
+				t.Fatalf("Put %d bytes (size known %v): read back differs", size, known)
+			}
+		}
+		key := fmt.Sprintf("%spart-%d", prefix, size)
+		id, err := s.CreateMultipart(ctx, key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, err := s.PutPart(ctx, key, id, 1, iotest.DataErrReader(bytes.NewReader(data)), int64(size))
+		if err != nil {
+			t.Fatalf("PutPart %d bytes: %v", size, err)
+		}
+		if _, err := s.CompleteMultipart(ctx, key, id, []intake.Part{p}); err != nil {
+			t.Fatalf("Complete %d bytes: %v", size, err)
+		}
+		if got := getSum(t, s, key); got != want {
+			t.Fatalf("multipart of %d bytes: read back differs", size)
+		}
+	}
+}
+
+func getSum(t *testing.T, s intake.BlobStore, key string) [32]byte {
+	t.Helper()
+	rc, _, err := s.Get(t.Context(), key)
+	if err != nil {
+		t.Fatalf("Get %s: %v", key, err)
+	}
+	defer rc.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, rc); err != nil {
+		t.Fatalf("read %s: %v", key, err)
+	}
+	var sum [32]byte
+	copy(sum[:], h.Sum(nil))
+	return sum
 }
