@@ -442,6 +442,13 @@ type notifyTarget struct {
 // write into another tenant's Postfach).
 func (s *Service) target(ctx context.Context, tenantID string, th Thread) (notifyTarget, error) {
 	if th.OwnerKind != OwnerPerson {
+		ok, err := s.Store.ProviderOrgExists(ctx, tenantID, th.OwnerID)
+		if err != nil {
+			return notifyTarget{}, err
+		}
+		if !ok {
+			return notifyTarget{}, ErrNotFound
+		}
 		// Provider organisations have no notification address yet.
 		return notifyTarget{}, nil
 	}

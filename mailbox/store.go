@@ -135,6 +135,9 @@ type Store interface {
 	Kasse(ctx context.Context, id string) (kasse.Kasse, error)
 	Kassen(ctx context.Context) ([]kasse.Kasse, error)
 	Person(ctx context.Context, tenantID, id string) (kasse.Person, error)
+	// ProviderOrgExists tells whether the tenant has accounts of the
+	// provider organisation (organisations exist through their accounts).
+	ProviderOrgExists(ctx context.Context, tenantID, orgID string) (bool, error)
 
 	Teams(ctx context.Context, tenantID string) ([]Team, error)
 	TeamsOf(ctx context.Context, tenantID, accountID string) ([]Team, error)

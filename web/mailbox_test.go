@@ -128,9 +128,11 @@ func newPostfachWorld(t *testing.T, store *sqldb.Store, bs intake.BlobStore, set
 				p.PersonID = acc.PersonID
 			}
 			if a.role == auth.RoleProviderUser {
-				p.OrgID = "org-" + suffix
+				acc.OrgID = "org-" + suffix
+				p.OrgID = acc.OrgID
 			}
-			if err := tx.CreateAccount(ctx, acc); err != nil {
+			// The auth store keeps every account field (incl. the organisation).
+			if err := tx.Auth().CreateAccount(ctx, acc); err != nil {
 				return err
 			}
 			if a.team != "" {
@@ -591,6 +593,20 @@ func TestPostfachAccessIsolation(t *testing.T) {
 	// is not theirs, and nobody can attach someone else's upload.
 	w.must(w.doJSON("sachb-hm", "POST", "/api/postfach/threads", map[string]any{"person_id": w.people["erika"].ID, "topic": "krankengeld", "subject": "x", "body": "y"}), 422)
 	w.must(w.doJSON("max", "POST", "/api/postfach/threads", map[string]any{"topic": "krankengeld", "subject": "x", "body": "y", "attachments": []string{foreignUpload}}), 422)
+	// A provider organisation's Postfach: the Kasse writes to it, its user
+	// reads it; another tenant cannot write to it, and an unknown
+	// organisation does not exist.
+	org := w.as["provider"].OrgID
+	var orgTh threadOut
+	w.must(w.doJSON("sachb-hm", "POST", "/api/postfach/threads", map[string]any{"org_id": org, "topic": "hilfsmittel", "subject": "Abrechnung", "body": "Bitte prüfen"}), 201).json(t, &orgTh)
+	if ids := w.listIDs("provider", ""); !slices.Equal(ids, []string{orgTh.Thread.ID}) {
+		t.Fatalf("provider Postfach: %v", ids)
+	}
+	w.must(w.doJSON("sachb-b", "POST", "/api/postfach/threads", map[string]any{"org_id": org, "topic": "krankengeld", "subject": "x", "body": "y"}), 404)
+	w.must(w.doJSON("sachb-hm", "POST", "/api/postfach/threads", map[string]any{"org_id": "org-gibt-es-nicht", "topic": "hilfsmittel", "subject": "x", "body": "y"}), 404)
+	for _, who := range []string{"erika", "max", "sachb-kg", "sachb-b", "bea"} {
+		w.must(w.do(who, "GET", "/api/postfach/threads/"+orgTh.Thread.ID, nil, ""), 404)
+	}
 	// Without a login: 401; made-up ids: 404.
 	w.must(w.do("", "GET", "/api/postfach/threads", nil, ""), 401)
 	w.must(w.do("erika", "GET", "/api/postfach/threads/"+uuid.NewString(), nil, ""), 404)

@@ -357,6 +357,19 @@ func (m mailboxStore) Attachment(ctx context.Context, v mailbox.Viewer, id strin
 	return att, nil
 }
 
+// ProviderOrgExists implements mailbox.Store.
+func (m mailboxStore) ProviderOrgExists(ctx context.Context, tenantID, orgID string) (bool, error) {
+	if orgID == "" {
+		return false, nil
+	}
+	var n int
+	err := m.db.QueryRowContext(ctx, m.rebind(`SELECT COUNT(*) FROM accounts WHERE tenant_id = $1 AND org_id = $2`), tenantID, orgID).Scan(&n)
+	if err != nil {
+		return false, fmt.Errorf("provider organisation: %w", err)
+	}
+	return n > 0, nil
+}
+
 // --- teams ---
 
 func (m mailboxStore) Teams(ctx context.Context, tenantID string) ([]mailbox.Team, error) {

@@ -91,8 +91,9 @@ func newMailboxWorld(t *testing.T, s *sqldb.Store) *mailboxWorld {
 		w.acc2 = acct(tx, w.a.ID, auth.RoleInsured, w.person2)
 		w.accB = acct(tx, w.b.ID, auth.RoleInsured, w.personB)
 		w.org = "org-" + uuid.NewString()[:8]
-		w.orgUser = acct(tx, w.a.ID, auth.RoleProviderUser, "")
-		return nil
+		w.orgUser = uuid.NewString()
+		// The auth store keeps the organisation of an account.
+		return tx.Auth().CreateAccount(ctx, auth.Account{ID: w.orgUser, TenantID: w.a.ID, Role: auth.RoleProviderUser, Username: "u" + w.orgUser[:8], Status: auth.StatusActive, OrgID: w.org})
 	})
 	w.vP1 = mailbox.ViewerOf(auth.Principal{TenantID: w.a.ID, Role: auth.RoleInsured, AccountID: w.acc1, PersonID: w.person1})
 	w.vP2 = mailbox.ViewerOf(auth.Principal{TenantID: w.a.ID, Role: auth.RoleInsured, AccountID: w.acc2, PersonID: w.person2})
@@ -207,6 +208,14 @@ func testMailbox(t *testing.T, newStore func(t *testing.T) (*sqldb.Store, []sqld
 			}
 			if att, err := mb.Attachment(ctx, v, m1.Attachments[0].ID); err != nil || att.BlobKey != m1.Attachments[0].BlobKey {
 				t.Fatalf("attachment for %+v = %+v, %v", v, att, err)
+			}
+		}
+		for _, tc := range []struct {
+			tenant, org string
+			want        bool
+		}{{w.a.ID, w.org, true}, {w.b.ID, w.org, false}, {w.a.ID, "org-unbekannt", false}, {w.a.ID, "", false}} {
+			if got, err := mb.ProviderOrgExists(ctx, tc.tenant, tc.org); err != nil || got != tc.want {
+				t.Errorf("ProviderOrgExists(%s, %s) = %v, %v", tc.tenant, tc.org, got, err)
 			}
 		}
 		// A caseworker cannot lock (and so not change) another team's thread.
