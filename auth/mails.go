@@ -15,15 +15,15 @@ import (
 const (
 	// "Bitte bestätigen Sie Ihre E-Mail-Adresse": link valid
 	// Settings.ActivationLinkLifetime (seed 002: 4 weeks).
-	TemplateEmailConfirm notifier.Template = "auth_email_confirm"
+	TemplateEmailConfirm = notifier.TemplateEmailConfirm
 	// "Ihr Freischaltcode ist unterwegs" (seed 002: informed by e-mail about
 	// the letter).
-	TemplateUnlockLetterSent notifier.Template = "auth_unlock_letter_sent"
+	TemplateUnlockLetterSent = notifier.TemplateUnlockLetterSent
 	// "Neues Passwort festlegen": reset link, valid 24 hours.
-	TemplatePasswordReset notifier.Template = "auth_password_reset"
+	TemplatePasswordReset = notifier.TemplatePasswordReset
 	// "Einladung": provider user invitation, valid
 	// Settings.InvitationLifetime (seed 001: 720 hours).
-	TemplateInvitation notifier.Template = "auth_invitation"
+	TemplateInvitation = notifier.TemplateInvitation
 )
 
 // Paths of the pages the links lead to (the web layer serves them).

@@ -11,6 +11,13 @@ const (
 	TemplateNewMessage Template = "new_message"
 	// TemplateStatusChanged: the status of a Vorgang changed.
 	TemplateStatusChanged Template = "status_changed"
+
+	// Account mails (auth). Each carries only the Kasse's name, the portal
+	// and one link (DataLoginURL), never personal data.
+	TemplateEmailConfirm     Template = "auth_email_confirm"      // seed 002: link valid 4 weeks
+	TemplateUnlockLetterSent Template = "auth_unlock_letter_sent" // seed 002: Freischaltcode letter announced
+	TemplatePasswordReset    Template = "auth_password_reset"
+	TemplateInvitation       Template = "auth_invitation" // seed 001: 720 hours
 )
 
 // Job states in the mail outbox.

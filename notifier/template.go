@@ -28,8 +28,12 @@ var templateFS embed.FS
 // subjects are neutral on purpose: a subject line is shown on lock screens
 // and in shared inboxes.
 var subjects = map[Template]string{
-	TemplateNewMessage:    "Neue Nachricht in Ihrem Postfach",
-	TemplateStatusChanged: "Neuigkeiten zu Ihrem Vorgang",
+	TemplateNewMessage:       "Neue Nachricht in Ihrem Postfach",
+	TemplateStatusChanged:    "Neuigkeiten zu Ihrem Vorgang",
+	TemplateEmailConfirm:     "Bitte bestätigen Sie Ihre E-Mail-Adresse",
+	TemplateUnlockLetterSent: "Ihr Freischaltcode ist unterwegs",
+	TemplatePasswordReset:    "Neues Passwort festlegen",
+	TemplateInvitation:       "Einladung zur Registrierung",
 }
 
 type mailTemplates struct {
