@@ -479,6 +479,8 @@ func (s *Service) notify(ctx context.Context, tx Tx, t notifyTarget, th Thread) 
 		Data: map[string]string{
 			notifier.DataKasseName: t.kasse.Name,
 			notifier.DataPortalURL: t.kasse.PortalURL,
+			// The Postfach page; without a session it leads to the login.
+			notifier.DataLoginURL: strings.TrimRight(t.kasse.PortalURL, "/") + "/postfach",
 		},
 		PersonID:       t.person.ID,
 		CoalesceKey:    "person:" + t.kasse.ID + ":" + t.person.ID,

@@ -426,7 +426,7 @@ func TestPostfachConversation(t *testing.T) {
 		}
 	}
 	if mail.Subject != "Neue Nachricht in Ihrem Postfach" || !strings.Contains(mail.Text, "AOK Test & Söhne <Nord>") ||
-		!strings.Contains(mail.HTML, "AOK Test &amp; Söhne &lt;Nord&gt;") || !strings.Contains(mail.Text, "https://portal.example/ka") {
+		!strings.Contains(mail.HTML, "AOK Test &amp; Söhne &lt;Nord&gt;") || !strings.Contains(mail.Text, "https://portal.example/ka/postfach") || !strings.Contains(mail.HTML, `href="https://portal.example/ka/postfach"`) {
 		t.Fatalf("mail: %q\n%s\n%s", mail.Subject, mail.Text, mail.HTML)
 	}
 	// Erika replies: that is a message to the Kasse, no notification to her.
