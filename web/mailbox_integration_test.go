@@ -170,13 +170,13 @@ func TestCaseworkerReplyMailsOnceWithoutContent(t *testing.T) {
 // maildevProc is a maildev of this test alone, on its own ports, so the
 // test can stop and start it without touching the shared one.
 type maildevProc struct {
-	t                 *testing.T
+	t                 testing.TB
 	smtpAddr, webAddr string
 	dir               string
 	cmd               *exec.Cmd
 }
 
-func freePort(t *testing.T) string {
+func freePort(t testing.TB) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -186,7 +186,7 @@ func freePort(t *testing.T) string {
 	return fmt.Sprint(ln.Addr().(*net.TCPAddr).Port)
 }
 
-func maildevBinary(t *testing.T) string {
+func maildevBinary(t testing.TB) string {
 	t.Helper()
 	dir := os.Getenv("POSTBOX_SERVICES_DIR")
 	if dir == "" {
@@ -199,7 +199,7 @@ func maildevBinary(t *testing.T) string {
 	return bin
 }
 
-func newMaildevProc(t *testing.T) *maildevProc {
+func newMaildevProc(t testing.TB) *maildevProc {
 	smtpPort, webPort := freePort(t), freePort(t)
 	p := &maildevProc{t: t, smtpAddr: "127.0.0.1:" + smtpPort, webAddr: "127.0.0.1:" + webPort, dir: t.TempDir()}
 	t.Cleanup(p.stop)
