@@ -319,6 +319,8 @@ var notices = map[string]string{
 	"eingeladen":           "Die Einladung ist verschickt. Sie gilt 720 Stunden (30 Tage).",
 	"erneut-eingeladen":    "Die Einladung ist erneut verschickt; die vorherige gilt nicht mehr.",
 	"widerrufen":           "Die Einladung ist widerrufen.",
+	"archiviert":           "Die Unterhaltung liegt jetzt im Archiv (Auswahl „Ablage: Archiv“).",
+	"zurueckgelegt":        "Die Unterhaltung liegt wieder im Posteingang.",
 	"passwort-neu":         "Ihr neues Passwort ist gespeichert. Bitte melden Sie sich damit an.",
 	"pin-abgemeldet":       "Sie haben sich abgemeldet. Ihre Eingaben und fertig hochgeladenen Dateien bleiben gespeichert; mit einer gültigen Einmal-PIN machen Sie später weiter.",
 	"pin-sitzung":          "Bitte melden Sie sich mit Ihrer Krankenversichertennummer und Ihrer Einmal-PIN an. Ihre Sitzung ist abgelaufen oder beendet.",

@@ -38,6 +38,7 @@ func (u *UI) mountPostfach(app *fiber.App) {
 	app.Post("/postfach/neu", owner, u.composePost)
 	app.Get("/postfach/:id", owner, u.threadPage)
 	app.Post("/postfach/:id/antwort", owner, u.replyPost)
+	app.Post("/postfach/:id/ablage", owner, u.threadArchive)
 
 	team := RequireRole(teamRoles...)
 	app.Get("/team", team, u.teamInbox)
@@ -389,6 +390,24 @@ func (u *UI) threadState(c *fiber.Ctx) error {
 		notice = "wieder-geoeffnet"
 	}
 	return c.Redirect(threadBase(a.Principal)+url.PathEscape(id)+"?hinweis="+notice, fiber.StatusSeeOther)
+}
+
+// threadArchive moves a thread into the owner's archive or back.
+func (u *UI) threadArchive(c *fiber.Ctx) error {
+	a := u.mailActor(c)
+	id := c.Params("id")
+	archive := c.FormValue("archiv") == "ja"
+	err := u.o.Mailbox.Archive(c.UserContext(), a, id, archive)
+	if errors.Is(err, mailbox.ErrNotFound) {
+		return fiber.ErrNotFound
+	}
+	if err != nil {
+		return err
+	}
+	if archive {
+		return c.Redirect("/postfach?hinweis=archiviert", fiber.StatusSeeOther)
+	}
+	return c.Redirect("/postfach/"+url.PathEscape(id)+"?hinweis=zurueckgelegt", fiber.StatusSeeOther)
 }
 
 func (u *UI) threadAssign(c *fiber.Ctx) error {

@@ -150,6 +150,22 @@ func TestPostfachPagesBothSides(t *testing.T) {
 	if code != 303 || !strings.HasPrefix(loc, "/postfach/"+th.ID) {
 		t.Errorf("Erika's reply: %d %q", code, loc)
 	}
+	// Erika files the thread in her archive and gets it back.
+	_, page = erika.get("/postfach/" + th.ID)
+	resp, _ = erika.post("/postfach/"+th.ID+"/ablage", "_csrf", csrfOf(t, page), "archiv", "ja")
+	if resp.StatusCode != 303 {
+		t.Fatalf("archive: %d", resp.StatusCode)
+	}
+	if _, page := erika.get("/postfach"); strings.Contains(page, "/postfach/"+th.ID) {
+		t.Errorf("archived thread still in the inbox")
+	}
+	if _, page := erika.get("/postfach?ablage=archiv"); !strings.Contains(page, "/postfach/"+th.ID) {
+		t.Errorf("archived thread not in the archive")
+	}
+	_, teamPage := sachb.get("/team")
+	if resp, _ := sachb.post("/postfach/"+th.ID+"/ablage", "_csrf", csrfOf(t, teamPage), "archiv", "ja"); resp.StatusCode != 404 {
+		t.Errorf("caseworker archiving an owner's thread: %d", resp.StatusCode)
+	}
 	// Closing the thread removes the reply form.
 	_, page = sachb.get("/team/nachrichten/" + th.ID)
 	resp, _ = sachb.post("/team/nachrichten/"+th.ID+"/status", "_csrf", csrfOf(t, page), "status", "closed")

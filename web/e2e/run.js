@@ -55,6 +55,17 @@ async function journey(bin, label, env) {
     await cw.goto('/');
     assert.equal(await cw.locator('html').getAttribute('lang'), 'de');
     await check(cw, 'start', { shots });
+    // Pages outside the journey get axe-core too.
+    for (const [p, name] of [[`/registrierung?kasse=${demo.kasse}`, 'registrierung'], [`/passwort/vergessen?kasse=${demo.kasse}`, 'passwort-vergessen'],
+      ['/barrierefreiheit', 'barrierefreiheit'], ['/gibt-es-nicht', 'fehler-404']]) {
+      await cw.goto(p);
+      await check(cw, name);
+    }
+    await cw.goto(`/registrierung?kasse=${demo.kasse}`);
+    await cw.getByRole('button', { name: 'Registrieren' }).click();
+    await cw.locator('.error-summary').waitFor();
+    assert.ok(await cw.locator('.error-summary li').count() >= 5, 'the registration names each missing field');
+    await check(cw, 'registrierung-fehler');
     await login(cw, 'sachb', demo, shots);
     await cw.waitForURL(/\/team$/);
     await check(cw, 'team-postfach-leer');
@@ -91,6 +102,27 @@ async function journey(bin, label, env) {
     await page.getByRole('button', { name: 'Anmelden' }).click();
     await page.waitForURL(/\/hochladen$/);
     assert.match(await page.locator('main').innerText(), /Arbeitsunfähigkeitsbescheinigung und den Befund/);
+
+    // Pause and resume by keyboard-reachable buttons, then remove the file
+    // again (tus termination): each upload request is held 1.5 s here so
+    // there is time to press "Anhalten".
+    const extra = lib.pdfFile(dir, 'Zwischenstand.pdf', 200 * 1024, 9);
+    await page.route('**/api/uploads/**', async (route) => {
+      if (route.request().method() === 'PATCH') { await new Promise((r) => setTimeout(r, 1500)); }
+      try { await route.continue(); } catch (e) { /* aborted by "Anhalten" meanwhile */ }
+    });
+    await page.getByLabel('Dateien auswählen').setInputFiles(extra);
+    const row = page.locator('#uploads li.upload').filter({ hasText: 'Zwischenstand.pdf' });
+    await row.getByRole('button', { name: 'Anhalten' }).click();
+    await row.locator('.upload__state').filter({ hasText: 'Angehalten' }).waitFor();
+    await page.unroute('**/api/uploads/**');
+    await row.getByRole('button', { name: 'Fortsetzen' }).focus();
+    await page.keyboard.press('Enter');
+    await row.locator('.upload__state').filter({ hasText: 'Fertig hochgeladen' }).waitFor({ timeout: 30000 });
+    await row.getByRole('button', { name: 'Entfernen' }).click();
+    await row.waitFor({ state: 'detached' });
+    // Screen readers hear it (the polite live region).
+    await page.waitForFunction(() => /entfernt/.test(document.getElementById('upload-ansage').textContent));
 
     // Two files; the connection of one upload request is cut midway.
     const files = [lib.pdfFile(dir, 'Arbeitsunfähigkeitsbescheinigung.pdf', 6 * 1024 * 1024 + 12345, 1), lib.pdfFile(dir, 'Befund <Labor>.pdf', 300 * 1024, 2)];
