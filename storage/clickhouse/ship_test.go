@@ -4,6 +4,8 @@ package clickhouse
 
 import (
 	"context"
+	"fmt"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -84,5 +86,38 @@ func BenchmarkShipOutboxToClickHouse(b *testing.B) {
 	var rows uint64
 	if err := ch.conn.QueryRow(ctx, "SELECT uniqExact(id) FROM "+ch.db+".audit_trail").Scan(&rows); err != nil || rows != uint64(total) {
 		b.Fatalf("clickhouse holds %d distinct events, want %d (%v)", rows, total, err)
+	}
+}
+
+// BenchmarkRecordEvent measures the producing side: one event per
+// transaction through tx.RecordEvent on PostgreSQL, as the services write
+// them, from 8 goroutines on 8 tenants (chains do not contend) and on one
+// tenant (every writer waits for the chain head).
+func BenchmarkRecordEvent(b *testing.B) {
+	db := openPG(b)
+	for _, tc := range []struct {
+		name    string
+		tenants int
+	}{{"8Tenants", 8}, {"1Tenant", 1}} {
+		b.Run(tc.name, func(b *testing.B) {
+			var next atomic.Int64
+			b.SetParallelism(4) // 8 goroutines on 2 cores
+			b.RunParallel(func(pb *testing.PB) {
+				tenant := fmt.Sprintf("rec-%s-%d", tc.name, next.Add(1)%int64(tc.tenants))
+				ctx := context.Background()
+				for pb.Next() {
+					err := db.InTx(ctx, func(tx *sqldb.Tx) error {
+						_, err := tx.RecordEvent(ctx, audit.Event{TenantID: tenant, ActorID: "acc-1", ActorRole: "caseworker",
+							Type: "vorgang.status.changed", SubjectType: "vorgang", SubjectID: "v-1", Details: `{"from":"eingegangen","to":"in_bearbeitung"}`})
+						return err
+					})
+					if err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
+		})
 	}
 }

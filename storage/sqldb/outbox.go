@@ -37,15 +37,13 @@ func (t *Tx) RecordEvent(ctx context.Context, e audit.Event) (audit.Event, error
 	if err := audit.CheckEvent(e); err != nil {
 		return e, fmt.Errorf("record audit event %q: %w", e.Type, err)
 	}
-	if _, err := t.exec(ctx, `INSERT INTO audit_chain_heads (tenant_id, seq, hash) VALUES ($1, 0, '') ON CONFLICT (tenant_id) DO NOTHING`, e.TenantID); err != nil {
-		return e, fmt.Errorf("chain head: %w", err)
-	}
-	lock := ""
-	if t.s.dialect == Postgres {
-		lock = " FOR UPDATE"
-	}
+	// One statement creates the head on first use, locks it for the rest of
+	// the transaction (an upsert's DO UPDATE takes the row lock on
+	// PostgreSQL; SQLite's writer lock covers the whole transaction) and
+	// reads the latest committed seq and hash.
 	var prev audit.Event
-	if err := t.queryRow(ctx, `SELECT seq, hash FROM audit_chain_heads WHERE tenant_id = $1`+lock, e.TenantID).Scan(&prev.Seq, &prev.Hash); err != nil {
+	if err := t.queryRow(ctx, `INSERT INTO audit_chain_heads (tenant_id, seq, hash) VALUES ($1, 0, '')
+		ON CONFLICT (tenant_id) DO UPDATE SET seq = audit_chain_heads.seq RETURNING seq, hash`, e.TenantID).Scan(&prev.Seq, &prev.Hash); err != nil {
 		return e, fmt.Errorf("chain head: %w", err)
 	}
 	var link *audit.Event
@@ -53,11 +51,21 @@ func (t *Tx) RecordEvent(ctx context.Context, e audit.Event) (audit.Event, error
 		link = &prev
 	}
 	e = audit.Link(link, e)
-	if _, err := t.exec(ctx, `INSERT INTO audit_outbox (id, tenant_id, seq, ts, actor_id, actor_role, type, subject_type, subject_id,
+	args := []any{e.ID, e.TenantID, e.Seq, micros(e.Time), e.ActorID, e.ActorRole, e.Type, e.SubjectType, e.SubjectID,
+		string(e.Outcome), e.ClientHash, e.RequestID, e.Details, e.PrevHash, e.Hash}
+	const insert = `INSERT INTO audit_outbox (id, tenant_id, seq, ts, actor_id, actor_role, type, subject_type, subject_id,
 		outcome, client_hash, request_id, details, prev_hash, hash)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)`,
-		e.ID, e.TenantID, e.Seq, micros(e.Time), e.ActorID, e.ActorRole, e.Type, e.SubjectType, e.SubjectID,
-		string(e.Outcome), e.ClientHash, e.RequestID, e.Details, e.PrevHash, e.Hash); err != nil {
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)`
+	if t.s.dialect == Postgres {
+		// The event, its queue entry and the new head in one round trip.
+		if _, err := t.exec(ctx, `WITH o AS (`+insert+` RETURNING id, ts),
+			q AS (INSERT INTO audit_ship_queue (id, ts) SELECT id, ts FROM o)
+			UPDATE audit_chain_heads SET seq = $3, hash = $15 WHERE tenant_id = $2`, args...); err != nil {
+			return e, fmt.Errorf("insert audit event: %w", err)
+		}
+		return e, nil
+	}
+	if _, err := t.exec(ctx, insert, args...); err != nil {
 		return e, fmt.Errorf("insert audit event: %w", err)
 	}
 	if _, err := t.exec(ctx, `INSERT INTO audit_ship_queue (id, ts) VALUES ($1, $2)`, e.ID, micros(e.Time)); err != nil {
