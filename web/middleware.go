@@ -4,9 +4,11 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"log/slog"
 	"regexp"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
@@ -150,4 +152,23 @@ func germanStatus(code int) string {
 		return "Zu viele Anfragen"
 	}
 	return "Fehler"
+}
+
+// limitWholeBodies refuses form and JSON bodies above BodyLimit before any
+// handler reads them. With StreamRequestBody the server no longer rejects
+// large bodies itself, and reading a form or JSON body (also for the CSRF
+// check) takes it whole into memory. Uploads (tus, multipart) stream and are
+// limited by the tenant's file size rules instead.
+func (s *Server) limitWholeBodies(c *fiber.Ctx) error {
+	ct := strings.ToLower(c.Get(fiber.HeaderContentType))
+	if !strings.HasPrefix(ct, fiber.MIMEApplicationForm) && !strings.HasPrefix(ct, fiber.MIMEApplicationJSON) {
+		return c.Next()
+	}
+	n := c.Request().Header.ContentLength()
+	if n > s.opts.BodyLimit || n == -1 { // -1: chunked, length unknown
+		c.Set(fiber.HeaderConnection, "close")
+		return SendProblem(c, fiber.StatusRequestEntityTooLarge, "anfrage-zu-gross", "Anfrage zu groß",
+			fmt.Sprintf("Formulardaten dürfen höchstens %d KB groß sein.", s.opts.BodyLimit>>10))
+	}
+	return c.Next()
 }

@@ -74,7 +74,7 @@ func New(opts Options) *Server {
 		// address is only ever stored as a keyed hash.
 		ProxyHeader: "",
 	})
-	s.app.Use(s.requestID, s.accessLog, securityHeaders(opts.HSTS))
+	s.app.Use(s.requestID, s.accessLog, securityHeaders(opts.HSTS), s.limitWholeBodies)
 	s.app.Get("/healthz", s.healthz)
 	s.app.Get("/readyz", s.readyz)
 	s.app.Get("/metrics", s.metricsHandler())

@@ -168,3 +168,38 @@ func TestShutdownFinishesInFlightRequests(t *testing.T) {
 		t.Fatal("server still accepts after shutdown")
 	}
 }
+
+func TestLargeFormBodiesAreRefusedBeforeReading(t *testing.T) {
+	s := quietServer(Options{BodyLimit: 1024})
+	read := false
+	s.App().Post("/form", func(c *fiber.Ctx) error {
+		read = true
+		return c.SendString(string(c.Body()))
+	})
+	for _, tc := range []struct {
+		name, ctype string
+		size        int
+		want        int
+	}{
+		{"small form", "application/x-www-form-urlencoded", 100, 200},
+		{"large form", "application/x-www-form-urlencoded", 4096, 413},
+		{"large json", "application/json", 4096, 413},
+		{"large other body passes to its handler", "application/offset+octet-stream", 4096, 200},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			read = false
+			req := httptest.NewRequest("POST", "/form", strings.NewReader(strings.Repeat("a", tc.size)))
+			req.Header.Set("Content-Type", tc.ctype)
+			resp, err := s.App().Test(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if resp.StatusCode != tc.want {
+				t.Fatalf("status %d, want %d", resp.StatusCode, tc.want)
+			}
+			if tc.want == 413 && read {
+				t.Fatal("handler read the oversized body")
+			}
+		})
+	}
+}
