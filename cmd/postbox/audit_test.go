@@ -193,3 +193,53 @@ func TestAuditRetentionCommand(t *testing.T) {
 		t.Errorf("retention run not recorded:\n%s", out)
 	}
 }
+
+// TestDemoEventsCarryNoPersonalData seeds the demo (accounts of every role,
+// a person, an Einmal-PIN) and scans every event the domains recorded:
+// CheckEvent passes and no name, KVNR, e-mail, password or PIN appears in
+// any field.
+func TestDemoEventsCarryNoPersonalData(t *testing.T) {
+	env := auditEnv(t)
+	cfg, _, err := parseConfig("test", nil, envFrom(env), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	a, err := openQuiet(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	if a.auth, err = newAuthService(a); err != nil {
+		t.Fatal(err)
+	}
+	d, err := seedDemo(ctx, a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	evs, err := a.db.PendingEvents(ctx, 100000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(evs) < 3 {
+		t.Fatalf("the demo recorded only %d events", len(evs))
+	}
+	leaks := []string{d.person.GivenName, d.person.FamilyName, d.person.KVNR, d.person.Email, d.person.Street, d.person.BirthDate, d.pin}
+	for _, l := range d.logins {
+		leaks = append(leaks, l.username, l.password)
+	}
+	types := map[string]bool{}
+	for _, e := range evs {
+		types[e.Type] = true
+		if err := audit.CheckEvent(e); err != nil {
+			t.Errorf("event %s (%s): %v", e.ID, e.Type, err)
+		}
+		all := strings.Join([]string{e.ActorID, e.ActorRole, e.Type, e.SubjectType, e.SubjectID, e.ClientHash, e.RequestID, e.Details}, "|")
+		for _, leak := range leaks {
+			if leak != "" && strings.Contains(all, leak) {
+				t.Errorf("event %s (%s) carries %q: %s", e.ID, e.Type, leak, all)
+			}
+		}
+	}
+	t.Logf("scanned %d events of types %v", len(evs), types)
+}
