@@ -310,10 +310,11 @@ func (s *VorgangService) recordRefusal(ctx context.Context, o Origin, req Status
 		subject = "" // whatever the caller typed is not an id worth keeping
 	}
 	ev := o.Event("vorgang.status.changed", "vorgang", subject, OutcomeDenied, d)
-	// Best effort: the refusal itself is the answer; a failure to record it
-	// must not turn a 409 into a 500. It is logged by the caller's error path.
-	_ = s.Store.InTx(context.WithoutCancel(ctx), func(tx VorgangTx) error {
-		_, err := tx.RecordEvent(ctx, ev)
+	// Best effort: the refusal itself is the answer, and a failure to record
+	// it must not turn a 409 into a 500.
+	wctx := context.WithoutCancel(ctx)
+	_ = s.Store.InTx(wctx, func(tx VorgangTx) error {
+		_, err := tx.RecordEvent(wctx, ev)
 		return err
 	})
 }
