@@ -107,19 +107,30 @@ async function journey(bin, label, env) {
     // again (tus termination): each upload request is held 1.5 s here so
     // there is time to press "Anhalten".
     const extra = lib.pdfFile(dir, 'Zwischenstand.pdf', 200 * 1024, 9);
+    let patching;
+    const patchStarted = new Promise((r) => { patching = r; });
     await page.route('**/api/uploads/**', async (route) => {
-      if (route.request().method() === 'PATCH') { await new Promise((r) => setTimeout(r, 1500)); }
+      if (route.request().method() === 'PATCH') {
+        patching();
+        await new Promise((r) => setTimeout(r, 1500));
+      }
       try { await route.continue(); } catch (e) { /* aborted by "Anhalten" meanwhile */ }
     });
     await page.getByLabel('Dateien auswählen').setInputFiles(extra);
     const row = page.locator('#uploads li.upload').filter({ hasText: 'Zwischenstand.pdf' });
+    // Pause while data flows (a pause during the creation request would
+    // leave an upload the client never learnt about: tus creation is not
+    // idempotent).
+    await patchStarted;
     await row.getByRole('button', { name: 'Anhalten' }).click();
     await row.locator('.upload__state').filter({ hasText: 'Angehalten' }).waitFor();
     await page.unroute('**/api/uploads/**');
     await row.getByRole('button', { name: 'Fortsetzen' }).focus();
     await page.keyboard.press('Enter');
     await row.locator('.upload__state').filter({ hasText: 'Fertig hochgeladen' }).waitFor({ timeout: 30000 });
+    const deleted = page.waitForResponse((r) => r.request().method() === 'DELETE' && r.url().includes('/api/uploads/'));
     await row.getByRole('button', { name: 'Entfernen' }).click();
+    assert.equal((await deleted).status(), 204, 'the upload was terminated');
     await row.waitFor({ state: 'detached' });
     // Screen readers hear it (the polite live region).
     await page.waitForFunction(() => /entfernt/.test(document.getElementById('upload-ansage').textContent));
@@ -159,7 +170,8 @@ async function journey(bin, label, env) {
     assert.equal(await page.getByLabel('Anliegen').inputValue(), 'krankengeld');
     assert.equal(await page.getByLabel('Betreff').inputValue(), subject);
     assert.equal(await page.getByLabel('Nachricht an Ihre Krankenkasse (freiwillig)').inputValue(), 'Anbei meine Unterlagen.');
-    assert.equal(await page.locator('#uploads li.upload').count(), 2);
+    const listed = await page.locator('#uploads li.upload .upload__name').allInnerTexts();
+    assert.deepEqual(listed.sort(), files.map((f) => path.basename(f)).sort(), 'the two files are listed after a reload');
     await check(page, 'hochladen', { shots });
 
     await page.getByRole('button', { name: 'Unterlagen absenden' }).click();
@@ -289,7 +301,8 @@ async function login(page, user, demo, shots) {
   if (shots && user === 'erika') { await check(page, 'anmelden', { shots }); } else { await check(page, 'anmelden-' + user); }
   await page.getByLabel('Benutzername').fill(user);
   await page.getByLabel('Passwort', { exact: true }).fill(demo.logins[user]);
-  await page.getByRole('button', { name: 'Weiter' }).click();
+  await Promise.all([page.waitForResponse((r) => r.request().method() === 'POST' && new URL(r.url()).pathname === '/anmelden'),
+    page.getByRole('button', { name: 'Weiter' }).click()]);
   await page.waitForLoadState();
   if (!/\/anmelden\/sicherheitscode/.test(page.url())) {
     throw new Error(`login of ${user}: no second factor step, the page says:\n` + await page.locator('main').innerText());
@@ -382,7 +395,8 @@ async function audit(browser, newContext, demo, vorgang, shots) {
     await page.goto('/pruefung');
     await page.getByLabel('Von (Datum)').fill(today);
     await page.getByLabel('Ereignisart').fill(type);
-    await page.getByRole('button', { name: 'Suchen' }).click();
+    await Promise.all([page.waitForURL(/suche=1/), page.getByRole('button', { name: 'Suchen' }).click()]);
+    await page.waitForLoadState();
     const rows = await page.locator('tbody tr').count();
     assert.ok(rows > 0, `the auditor finds ${type} events of today`);
   }
