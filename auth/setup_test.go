@@ -2,6 +2,7 @@ package auth_test
 
 import (
 	"context"
+	"database/sql"
 	"encoding/json"
 	"net/url"
 	"path/filepath"
@@ -64,13 +65,36 @@ func (r *smsRecorder) SendSMS(_ context.Context, to, text string) error {
 	return nil
 }
 
-func newEnv(t *testing.T) *env {
+// backend opens an empty, migrated store of one database kind. The list
+// of backends is in backends_test.go (SQLite) and, with the integration
+// tag, backends_integration_test.go (SQLite and PostgreSQL).
+type backend struct {
+	name string
+	open func(t *testing.T) *sqldb.Store
+}
+
+func openSQLite(t *testing.T) *sqldb.Store {
 	t.Helper()
 	db, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "postbox.db"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() })
+	return db
+}
+
+// forEachBackend runs fn once per backend as a subtest named after it, each
+// on its own empty database with its own clock, Kasse and service.
+func forEachBackend(t *testing.T, fn func(t *testing.T, e *env)) {
+	t.Helper()
+	for _, b := range backends {
+		t.Run(b.name, func(t *testing.T) { fn(t, newEnv(t, b.open(t))) })
+	}
+}
+
+func newEnv(t *testing.T, db *sqldb.Store) *env {
+	t.Helper()
+	var err error
 	clk := &clock{now: time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC)}
 	db.SetClock(clk.Now)
 	e := &env{t: t, db: db, clock: clk, sms: &smsRecorder{}}
@@ -90,6 +114,37 @@ func (e *env) tx(fn func(tx *sqldb.Tx) error) {
 	e.t.Helper()
 	if err := e.db.InTx(context.Background(), fn); err != nil {
 		e.t.Fatal(err)
+	}
+}
+
+var dollarParam = regexp.MustCompile(`\$(\d+)`)
+
+// rebound runs a query written with $N placeholders on either database
+// (SQLite binds ?N by number, as sqldb does it).
+func (e *env) rebound(q string, args ...any) *sql.Row {
+	if e.db.Dialect() == sqldb.SQLite {
+		q = dollarParam.ReplaceAllString(q, "?$1")
+	}
+	return e.db.DB().QueryRow(q, args...)
+}
+
+// scan reads one row; a failed read fails the test instead of leaving zero
+// values behind for the assertion to compare.
+func (e *env) scan(q string, args []any, dest ...any) {
+	e.t.Helper()
+	if err := e.rebound(q, args...).Scan(dest...); err != nil {
+		e.t.Fatalf("%s: %v", q, err)
+	}
+}
+
+// exec runs a statement written with $N placeholders on either database.
+func (e *env) exec(q string, args ...any) {
+	e.t.Helper()
+	if e.db.Dialect() == sqldb.SQLite {
+		q = dollarParam.ReplaceAllString(q, "?$1")
+	}
+	if _, err := e.db.DB().Exec(q, args...); err != nil {
+		e.t.Fatalf("%s: %v", q, err)
 	}
 }
 
@@ -151,7 +206,7 @@ func (e *env) smsCount() int {
 func (e *env) mailLink(template notifier.Template, to string) string {
 	e.t.Helper()
 	var data string
-	err := e.db.DB().QueryRow(`SELECT data FROM mail_outbox WHERE tenant_id = ? AND template = ? AND recipient = ? ORDER BY created_at DESC LIMIT 1`,
+	err := e.rebound(`SELECT data FROM mail_outbox WHERE tenant_id = $1 AND template = $2 AND recipient = $3 ORDER BY created_at DESC LIMIT 1`,
 		e.kasse.ID, string(template), to).Scan(&data)
 	if err != nil {
 		e.t.Fatalf("no %s mail to %s: %v", template, to, err)
