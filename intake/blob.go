@@ -5,7 +5,9 @@ package intake
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
+	"strings"
 	"time"
 )
 
@@ -58,3 +60,39 @@ type BlobStore interface {
 
 // MinPartSize is the smallest size of a multipart part other than the last.
 const MinPartSize = 5 << 20
+
+// ErrInvalidBlobKey is returned for a key outside the BlobStore rules.
+var ErrInvalidBlobKey = errors.New("invalid blob key")
+
+// Key limits: 1024 bytes is the S3 limit, 255 per segment is MinIO's (it
+// keeps segments as file names), so a key valid here works on every backend.
+const (
+	maxKeyLen     = 1024
+	maxSegmentLen = 255
+)
+
+// ValidateBlobKey enforces the BlobStore key rules every implementation applies: [a-zA-Z0-9/._-], no
+// empty, "." or ".." segment (so no leading, trailing or double slash).
+func ValidateBlobKey(key string) error {
+	if key == "" {
+		return fmt.Errorf("%w: empty", ErrInvalidBlobKey)
+	}
+	if len(key) > maxKeyLen {
+		return fmt.Errorf("%w: longer than %d bytes", ErrInvalidBlobKey, maxKeyLen)
+	}
+	for i := 0; i < len(key); i++ {
+		c := key[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '/' || c == '.' || c == '_' || c == '-') {
+			return fmt.Errorf("%w %q: character %q not allowed", ErrInvalidBlobKey, key, c)
+		}
+	}
+	for seg := range strings.SplitSeq(key, "/") {
+		if seg == "" || seg == "." || seg == ".." {
+			return fmt.Errorf("%w %q: empty, \".\" or \"..\" path segment", ErrInvalidBlobKey, key)
+		}
+		if len(seg) > maxSegmentLen {
+			return fmt.Errorf("%w: path segment longer than %d bytes", ErrInvalidBlobKey, maxSegmentLen)
+		}
+	}
+	return nil
+}

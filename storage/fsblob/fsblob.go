@@ -114,7 +114,7 @@ func objectIdent(key string) string { return "object\x00" + key }
 
 // Put implements intake.BlobStore.
 func (s *Store) Put(ctx context.Context, key string, r io.Reader, size int64) (intake.BlobInfo, error) {
-	if err := checkKey(key); err != nil {
+	if err := intake.ValidateBlobKey(key); err != nil {
 		return intake.BlobInfo{}, fmt.Errorf("fsblob put: %w", err)
 	}
 	info, err := s.writeObject(ctx, key, r, size)
@@ -257,7 +257,7 @@ func (s *Store) open(path, ident string) (*os.File, header, cipher.AEAD, error) 
 // Get implements intake.BlobStore. The reader fails with ErrCorrupt as soon
 // as a segment does not authenticate; bytes already returned were genuine.
 func (s *Store) Get(ctx context.Context, key string) (io.ReadCloser, intake.BlobInfo, error) {
-	if err := checkKey(key); err != nil {
+	if err := intake.ValidateBlobKey(key); err != nil {
 		return nil, intake.BlobInfo{}, fmt.Errorf("fsblob get: %w", err)
 	}
 	f, h, aead, err := s.open(s.objectPath(key), objectIdent(key))
@@ -279,7 +279,7 @@ func (b blobReader) Close() error { return b.f.Close() }
 // Stat implements intake.BlobStore. It authenticates the last segment, so
 // the reported size is one the key holder wrote.
 func (s *Store) Stat(ctx context.Context, key string) (intake.BlobInfo, error) {
-	if err := checkKey(key); err != nil {
+	if err := intake.ValidateBlobKey(key); err != nil {
 		return intake.BlobInfo{}, fmt.Errorf("fsblob stat: %w", err)
 	}
 	if err := ctx.Err(); err != nil {
@@ -302,7 +302,7 @@ func (s *Store) Stat(ctx context.Context, key string) (intake.BlobInfo, error) {
 
 // Delete implements intake.BlobStore.
 func (s *Store) Delete(ctx context.Context, key string) error {
-	if err := checkKey(key); err != nil {
+	if err := intake.ValidateBlobKey(key); err != nil {
 		return fmt.Errorf("fsblob delete: %w", err)
 	}
 	if err := ctx.Err(); err != nil {

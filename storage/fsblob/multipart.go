@@ -43,7 +43,7 @@ func partPath(dir string, n int) string {
 // upload returns the directory of an upload after checking it belongs to
 // key; an upload of another key is reported as missing, like S3 does.
 func (s *Store) upload(key, uploadID string) (string, error) {
-	if err := checkKey(key); err != nil {
+	if err := intake.ValidateBlobKey(key); err != nil {
 		return "", err
 	}
 	dir, err := s.uploadDir(uploadID)
@@ -65,7 +65,7 @@ func (s *Store) upload(key, uploadID string) (string, error) {
 
 // CreateMultipart implements intake.BlobStore.
 func (s *Store) CreateMultipart(ctx context.Context, key string) (string, error) {
-	if err := checkKey(key); err != nil {
+	if err := intake.ValidateBlobKey(key); err != nil {
 		return "", fmt.Errorf("fsblob create multipart: %w", err)
 	}
 	if err := ctx.Err(); err != nil {

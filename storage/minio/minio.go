@@ -142,7 +142,7 @@ func putOptions() miniogo.PutObjectOptions {
 
 // Put implements intake.BlobStore.
 func (s *Store) Put(ctx context.Context, key string, r io.Reader, size int64) (intake.BlobInfo, error) {
-	if err := checkKey(key); err != nil {
+	if err := intake.ValidateBlobKey(key); err != nil {
 		return intake.BlobInfo{}, fmt.Errorf("s3 put: %w", err)
 	}
 	if size < -1 {
@@ -170,7 +170,7 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader, size int64) (i
 // Get implements intake.BlobStore. Core.GetObject issues the request now,
 // so a missing key fails here rather than on the first Read.
 func (s *Store) Get(ctx context.Context, key string) (io.ReadCloser, intake.BlobInfo, error) {
-	if err := checkKey(key); err != nil {
+	if err := intake.ValidateBlobKey(key); err != nil {
 		return nil, intake.BlobInfo{}, fmt.Errorf("s3 get: %w", err)
 	}
 	body, oi, _, err := s.core.GetObject(ctx, s.bucket, key, miniogo.GetObjectOptions{})
@@ -186,7 +186,7 @@ func blobInfo(key string, oi miniogo.ObjectInfo) intake.BlobInfo {
 
 // Stat implements intake.BlobStore.
 func (s *Store) Stat(ctx context.Context, key string) (intake.BlobInfo, error) {
-	if err := checkKey(key); err != nil {
+	if err := intake.ValidateBlobKey(key); err != nil {
 		return intake.BlobInfo{}, fmt.Errorf("s3 stat: %w", err)
 	}
 	oi, err := s.core.StatObject(ctx, s.bucket, key, miniogo.StatObjectOptions{})
@@ -199,7 +199,7 @@ func (s *Store) Stat(ctx context.Context, key string) (intake.BlobInfo, error) {
 // Delete implements intake.BlobStore. With versioning on this adds a delete
 // marker; earlier versions stay until a lifecycle rule expires them.
 func (s *Store) Delete(ctx context.Context, key string) error {
-	if err := checkKey(key); err != nil {
+	if err := intake.ValidateBlobKey(key); err != nil {
 		return fmt.Errorf("s3 delete: %w", err)
 	}
 	if err := s.core.RemoveObject(ctx, s.bucket, key, miniogo.RemoveObjectOptions{}); err != nil {
@@ -213,7 +213,7 @@ func (s *Store) Delete(ctx context.Context, key string) error {
 
 // CreateMultipart implements intake.BlobStore.
 func (s *Store) CreateMultipart(ctx context.Context, key string) (string, error) {
-	if err := checkKey(key); err != nil {
+	if err := intake.ValidateBlobKey(key); err != nil {
 		return "", fmt.Errorf("s3 create multipart: %w", err)
 	}
 	id, err := s.core.NewMultipartUpload(ctx, s.bucket, key, putOptions())
@@ -224,7 +224,7 @@ func (s *Store) CreateMultipart(ctx context.Context, key string) (string, error)
 }
 
 func checkUpload(key, uploadID string) error {
-	if err := checkKey(key); err != nil {
+	if err := intake.ValidateBlobKey(key); err != nil {
 		return err
 	}
 	if uploadID == "" {
