@@ -37,6 +37,10 @@ type PINService struct {
 	// values take DefaultLoginLimit and DefaultLoginWindow.
 	LoginLimit  int
 	LoginWindow time.Duration
+
+	// NotifyWindow folds "new message" mails to one person into one, as the
+	// Postfach does (POSTBOX_MAIL_COALESCE_WINDOW); zero takes 15 minutes.
+	NotifyWindow time.Duration
 }
 
 const (

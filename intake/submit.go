@@ -1,6 +1,7 @@
 package intake
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -33,9 +34,8 @@ type SubmitError struct {
 
 func (e *SubmitError) Error() string { return "submission refused: " + string(e.Reason) }
 
-// notifyWindow is how long "new message" mails to one person are folded
-// into one (the Postfach uses the same).
-const notifyWindow = 15 * time.Minute
+// defaultNotifyWindow is used when PINService.NotifyWindow is zero.
+const defaultNotifyWindow = 15 * time.Minute
 
 // Receipt is the answer to a submission: the Vorgang and the files with
 // their checksums, as the receipt in the Postfach lists them.
@@ -162,7 +162,7 @@ func (s *PINService) Submit(ctx context.Context, a Actor, draftID string) (Recei
 			// sent. Coalesced per person like every "new message" mail.
 			if _, err := tx.EnqueueMail(ctx, notifier.Job{TenantID: a.TenantID, Recipient: person.Email, Template: notifier.TemplateNewMessage,
 				Data:     map[string]string{notifier.DataKasseName: k.Name, notifier.DataPortalURL: portal},
-				PersonID: person.ID, CoalesceKey: "person:" + a.TenantID + ":" + person.ID, CoalesceWindow: notifyWindow}); err != nil {
+				PersonID: person.ID, CoalesceKey: "person:" + a.TenantID + ":" + person.ID, CoalesceWindow: cmp.Or(s.NotifyWindow, defaultNotifyWindow)}); err != nil {
 				return err
 			}
 		}

@@ -23,7 +23,7 @@ import (
 // newPINService wires the Einmal-PIN desk to the database, the PIN key and
 // the blob store.
 func newPINService(a *app) *intake.PINService {
-	return &intake.PINService{Store: a.db.PINIntake(), Hasher: intake.NewPINHasher(a.keys.pin), Blobs: a.blobs, BaseURL: a.cfg.BaseURL}
+	return &intake.PINService{Store: a.db.PINIntake(), Hasher: intake.NewPINHasher(a.keys.pin), Blobs: a.blobs, BaseURL: a.cfg.BaseURL, NotifyWindow: a.cfg.MailCoalesceWindow}
 }
 
 // mountPINIntake serves the PIN routes. Call it after UseSessions and
