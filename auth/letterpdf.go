@@ -6,30 +6,14 @@ import (
 	"fmt"
 	"strings"
 	"time"
-	_ "time/tzdata" // Europe/Berlin for dates on letters
-
-	"github.com/go-pdf/fpdf"
-	"golang.org/x/text/encoding/charmap"
-	"golang.org/x/text/unicode/norm"
 
 	"postbox/audit"
 	"postbox/kasse"
+	"postbox/letter"
 )
 
-// The Freischaltcode letter. Its layout follows intake's Einmal-PIN letter
-// (intake/letter.go, DIN 5008 form B window envelope). It is not shared
-// because intake imports auth; a common letter package would remove the
-// duplicated helpers below (berlin, latin1).
-
-var berlin = func() *time.Location {
-	loc, err := time.LoadLocation("Europe/Berlin")
-	if err != nil {
-		return time.UTC
-	}
-	return loc
-}()
-
-func germanDate(t time.Time) string { return t.In(berlin).Format("02.01.2006") }
+// berlin is the time zone of every date a person reads.
+var berlin = letter.Berlin
 
 // unlockLetter is what a Freischaltcode letter shows.
 type unlockLetter struct {
@@ -43,106 +27,41 @@ type unlockLetter struct {
 	PortalURL string
 }
 
-// renderUnlockLetter writes a one-page A4 PDF for a window envelope: the
-// address field 45 mm from the top and 20 mm from the left (text at 25 mm),
-// fold marks at 105/210 mm, hole mark at 148.5 mm.
+// renderUnlockLetter writes a one-page A4 PDF for a DIN 5008 window
+// envelope (layout: package letter).
 func renderUnlockLetter(l unlockLetter) ([]byte, error) {
-	const left, right, pageWidth = 25.0, 20.0, 210.0
-	textWidth := pageWidth - left - right
-	pdf := fpdf.New("P", "mm", "A4", "")
-	pdf.SetMargins(left, 15, right)
-	pdf.SetAutoPageBreak(true, 15)
-	pdf.SetTitle("Freischaltcode", false)
-	pdf.SetCreator("postbox", false)
-	pdf.SetCompression(true)
-	pdf.AddPage()
-	tr := latin1
-
-	pdf.SetFont("Helvetica", "B", 16)
-	pdf.Text(left, 22, tr(l.Kasse.Name))
-	pdf.SetLineWidth(0.2)
-	pdf.Line(4, 105, 9, 105)
-	pdf.Line(4, 148.5, 11, 148.5)
-	pdf.Line(4, 210, 9, 210)
-	pdf.SetFont("Helvetica", "U", 7)
-	pdf.Text(left, 60.5, tr(l.Kasse.Name+" · Online-Zugang"))
-	pdf.SetFont("Helvetica", "", 11)
-	y := 67.0
-	for _, line := range []string{strings.TrimSpace(l.Person.GivenName + " " + l.Person.FamilyName), l.Person.Street,
-		strings.TrimSpace(l.Person.PostalCode + " " + l.Person.City)} {
-		if line != "" {
-			pdf.Text(left, y, tr(line))
-			y += 4.8
-		}
-	}
-	pdf.SetFont("Helvetica", "", 8)
-	pdf.Text(125, 52, tr("Datum"))
-	pdf.SetFont("Helvetica", "B", 9)
-	pdf.Text(125, 56, germanDate(l.Date))
-
 	subject, intro := "Ihr Freischaltcode für den Online-Zugang",
 		"Sie haben sich für den Online-Zugang registriert. Mit dem Freischaltcode unten schalten Sie Ihren Zugang bei der ersten Anmeldung frei."
 	if l.Purpose == PurposeResetLetter {
 		subject, intro = "Ihr Code für ein neues Passwort",
 			"Sie haben über „Passwort vergessen“ ein neues Passwort angefordert. Mit dem Code unten legen Sie auf der Anmeldeseite unter „Passwort vergessen“ ein neues Passwort fest."
 	}
-	pdf.SetXY(left, 96)
-	pdf.SetFont("Helvetica", "B", 11)
-	pdf.MultiCell(textWidth, 5.5, tr(subject), "", "L", false)
-	para := func(text string) {
-		pdf.SetFont("Helvetica", "", 10)
-		pdf.SetX(left)
-		pdf.MultiCell(textWidth, 5, tr(text), "", "L", false)
-		pdf.Ln(2.5)
-	}
-	pdf.Ln(5)
-	para("Guten Tag " + strings.TrimSpace(l.Person.GivenName+" "+l.Person.FamilyName) + ",")
-	para(intro)
-	para("Ihr Benutzername: " + l.Username + "\nAnmeldeseite: " + l.PortalURL)
-	top := pdf.GetY() + 1
-	pdf.SetFillColor(242, 242, 242)
-	pdf.Rect(left, top, textWidth, 27, "F")
-	pdf.SetFont("Helvetica", "", 9)
-	pdf.Text(left+5, top+6, "Freischaltcode")
-	pdf.SetFont("Courier", "B", 22)
-	pdf.Text(left+5, top+16.5, FormatUnlockCode(l.Code))
-	pdf.SetFont("Helvetica", "", 9)
-	pdf.Text(left+5, top+23, tr("gültig bis einschließlich "+germanDate(l.ExpiresAt.Add(-time.Second))))
-	pdf.SetY(top + 32)
-	para("Groß- und Kleinschreibung spielen keine Rolle, die Bindestriche können Sie weglassen. Nach 5 falschen Eingaben verliert der Code seine Gültigkeit; einen neuen erhalten Sie über „Passwort vergessen“.")
-	para("Bitte geben Sie den Code nicht weiter – wir fragen Sie niemals telefonisch oder per E-Mail danach. Haben Sie keinen Zugang angefordert, rufen Sie uns bitte an.")
-	para("Mit freundlichen Grüßen\nIhre " + l.Kasse.Name)
-	if err := pdf.Error(); err != nil {
-		return nil, fmt.Errorf("render letter: %w", err)
-	}
+	name := strings.TrimSpace(l.Person.GivenName + " " + l.Person.FamilyName)
 	var buf bytes.Buffer
-	if err := pdf.Output(&buf); err != nil {
-		return nil, fmt.Errorf("write letter: %w", err)
+	err := letter.Write(&buf, letter.Letter{
+		Title:         "Freischaltcode",
+		Sender:        l.Kasse.Name,
+		ReturnAddress: l.Kasse.Name + " · Online-Zugang",
+		Recipient:     []string{name, l.Person.Street, strings.TrimSpace(l.Person.PostalCode + " " + l.Person.City)},
+		Info:          []letter.Field{{Label: "Datum", Value: letter.Date(l.Date)}},
+		Subject:       subject,
+		Body: []letter.Paragraph{
+			{Text: "Guten Tag " + name + ","},
+			{Text: intro},
+			{Text: "Ihr Benutzername: " + l.Username + "\nAnmeldeseite: " + l.PortalURL},
+		},
+		Code: &letter.Code{Label: "Freischaltcode", Value: FormatUnlockCode(l.Code),
+			Note: "gültig bis einschließlich " + letter.Date(l.ExpiresAt.Add(-time.Second))},
+		After: []letter.Paragraph{
+			{Text: "Groß- und Kleinschreibung spielen keine Rolle, die Bindestriche können Sie weglassen. Nach 5 falschen Eingaben verliert der Code seine Gültigkeit; einen neuen erhalten Sie über „Passwort vergessen“."},
+			{Text: "Bitte geben Sie den Code nicht weiter – wir fragen Sie niemals telefonisch oder per E-Mail danach. Haben Sie keinen Zugang angefordert, rufen Sie uns bitte an."},
+		},
+		Closing: "Mit freundlichen Grüßen\nIhre " + l.Kasse.Name,
+	})
+	if err != nil {
+		return nil, err
 	}
 	return buf.Bytes(), nil
-}
-
-// latin1 turns UTF-8 into the Windows-1252 bytes of the PDF core fonts;
-// other letters lose their accents instead of becoming "?".
-func latin1(s string) string {
-	var b strings.Builder
-	for _, r := range s {
-		if c, ok := charmap.Windows1252.EncodeRune(r); ok {
-			b.WriteByte(c)
-			continue
-		}
-		done := false
-		for _, d := range norm.NFD.String(string(r)) {
-			if c, ok := charmap.Windows1252.EncodeRune(d); ok && d < 0x300 {
-				b.WriteByte(c)
-				done = true
-			}
-		}
-		if !done {
-			b.WriteByte('?')
-		}
-	}
-	return b.String()
 }
 
 // onLetterCode lets tests read the code a letter carries (the PDF is
