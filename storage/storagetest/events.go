@@ -24,6 +24,8 @@ import (
 //   - CountByDayAndType applies every filter field except After and Limit,
 //     orders by (Day, Type), and Day is midnight UTC.
 //   - Chain orders by (Seq, ID) and stops with fn's error, wrapped.
+//   - Scan calls fn with exactly what Query returns, in the same order, and
+//     stops with fn's error, wrapped.
 //   - Append rejects, as a whole, a batch with an event lacking ID, TenantID
 //     or a time after 1970.
 //
