@@ -82,8 +82,15 @@ func TestServeRunsThePostfachAndItsNotifier(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	got, err := db.MailJob(context.Background(), job.ID)
-	if err != nil || got.Status != notifier.StatusSent {
-		t.Fatalf("job = %+v, %v", got, err)
+	// The worker writes the file first and records the delivery right after.
+	for {
+		got, err := db.MailJob(context.Background(), job.ID)
+		if err == nil && got.Status == notifier.StatusSent {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("job not marked sent after 10 s: %+v, %v", got, err)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
