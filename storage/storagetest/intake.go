@@ -516,7 +516,7 @@ func testIntake(t *testing.T, newStore func(t *testing.T) (*sqldb.Store, []sqldb
 		if err != nil {
 			t.Fatal(err)
 		}
-		if res.Session.IDHash == res.Token || len(res.Token) != 43 || res.CSRF == "" || !intake.CheckCSRF(res.Token, res.CSRF) || intake.CheckCSRF(res.Token, "x"+res.CSRF[1:]) {
+		if res.Session.IDHash == res.Token || len(res.Token) != 43 || res.CSRF == "" || !intake.CheckCSRF(res.Token, res.CSRF) || intake.CheckCSRF(res.Token, otherFirstChar(res.CSRF)) {
 			t.Fatalf("token/CSRF: %+v", res)
 		}
 		var n int
@@ -994,4 +994,13 @@ func testIntake(t *testing.T, newStore func(t *testing.T) (*sqldb.Store, []sqldb
 			})
 		}
 	})
+}
+
+// otherFirstChar changes the first character of s, whatever it is (a fixed
+// replacement would leave one token in 64 unchanged).
+func otherFirstChar(s string) string {
+	if s[0] == 'x' {
+		return "y" + s[1:]
+	}
+	return "x" + s[1:]
 }
