@@ -84,6 +84,11 @@ type Tx interface {
 	CreateConsent(ctx context.Context, c Consent) error
 	RevokeConsents(ctx context.Context, tenantID, accountID string, at time.Time) (int, error)
 
+	// SetPersonDelivery stores a person's preferred delivery (locking the
+	// row) and returns the previous one; kasse.ErrNotFound for a person of
+	// another tenant.
+	SetPersonDelivery(ctx context.Context, tenantID, personID string, d kasse.Delivery) (kasse.Delivery, error)
+
 	// Sessions.
 	CreateSession(ctx context.Context, s Session) error
 	SessionByTokenHash(ctx context.Context, tokenHash string) (Session, error)
