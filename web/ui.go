@@ -70,6 +70,7 @@ type UI struct {
 	o      UIOptions
 	assets *assetSet
 	pages  map[string]*template.Template
+	setups *deviceSetups // pending authenticator setups (ui_device.go)
 }
 
 // MountUI serves the assets and the pages on the server and makes browser
@@ -312,6 +313,7 @@ var notices = map[string]string{
 	"mobil-codes":          "Wir haben Ihnen die Codes geschickt. Bitte geben Sie sie unten ein.",
 	"mobil-geaendert":      "Ihre neue Mobilnummer ist bestätigt; die mTAN kommt ab jetzt dorthin.",
 	"geraet-entfernt":      "Das Gerät ist entfernt.",
+	"geraet-aktiviert":     "Das Gerät ist eingerichtet. Ab jetzt können Sie sich mit dem Code Ihrer Authenticator-App anmelden.",
 	"passwort-geaendert":   "Ihr Passwort ist geändert. Ihre anderen Sitzungen wurden beendet.",
 	"andere-abgemeldet":    "Alle anderen Sitzungen sind beendet.",
 	"keine-anderen":        "Es gab keine anderen Sitzungen.",

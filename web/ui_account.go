@@ -30,6 +30,7 @@ func (u *UI) mountAccount(app *fiber.App) {
 	app.Post("/konto/mobilnummer/bestaetigen", me, u.accountMobileConfirm)
 	app.Post("/konto/geraete", me, u.accountAddDevice)
 	app.Post("/konto/geraete/:id/entfernen", me, u.accountRemoveDevice)
+	u.mountDevices(app, me)
 	app.Post("/konto/passwort", me, u.accountPassword)
 	app.Post("/konto/abmelden-ueberall", me, u.accountLogoutEverywhere)
 	app.Post("/konto/beenden", me, u.accountEnd)
