@@ -15,6 +15,7 @@ import (
 	"github.com/gofiber/fiber/v2"
 
 	"postbox/auth"
+	"postbox/kasse"
 )
 
 func (u *UI) mountAccount(app *fiber.App) {
@@ -31,6 +32,7 @@ func (u *UI) mountAccount(app *fiber.App) {
 	app.Post("/konto/geraete", me, u.accountAddDevice)
 	app.Post("/konto/geraete/:id/entfernen", me, u.accountRemoveDevice)
 	u.mountDevices(app, me)
+	app.Post("/konto/versandart", RequireRole(auth.RoleInsured), u.accountDelivery)
 	app.Post("/konto/passwort", me, u.accountPassword)
 	app.Post("/konto/abmelden-ueberall", me, u.accountLogoutEverywhere)
 	app.Post("/konto/beenden", me, u.accountEnd)
@@ -48,6 +50,7 @@ type accountHomeData struct {
 	Mobile     string
 	Enrollment *auth.DeviceEnrollment
 	SMSSent    bool
+	Delivery   kasse.Delivery // insured only: "online" or "post"
 }
 
 func (u *UI) accountView(c *fiber.Ctx) (*view, *accountHomeData, error) {
@@ -66,8 +69,16 @@ func (u *UI) accountView(c *fiber.Ctx) (*view, *accountHomeData, error) {
 	for _, dv := range devices {
 		d.HasTOTP = d.HasTOTP || dv.Status == auth.DeviceActive
 	}
+	if d.Insured {
+		if d.Delivery, err = u.o.Auth.Delivery(c.UserContext(), MustPrincipal(c)); err != nil {
+			return nil, nil, err
+		}
+	}
 	if !me.StepUpValidUntil.IsZero() && time.Now().Before(me.StepUpValidUntil) {
 		d.StepUp, d.StepUpTill = true, me.StepUpValidUntil.In(berlin).Format("15:04")+" Uhr"
+	}
+	if n := deliveryNotices[c.Query("hinweis")]; n != "" {
+		v.Notice = n
 	}
 	v.Data = d
 	return v, d, nil
@@ -117,6 +128,8 @@ func anchorOf(field string) string {
 		return "mobil"
 	case "device_name", "device":
 		return "geraete"
+	case "delivery":
+		return "versandart"
 	case "current_password", "password", "password_repeat":
 		return "passwort"
 	}
@@ -201,6 +214,30 @@ func (u *UI) accountRemoveDevice(c *fiber.Ctx) error {
 		return fiber.ErrNotFound
 	}
 	return u.accountDone(c, err, "device", "geraet-entfernt", nil)
+}
+
+// deliveryNotices confirm the chosen delivery; they live here rather than
+// in the shared notices map because only this page uses them.
+var deliveryNotices = map[string]string{
+	"versand-online": "Gespeichert: Ihre Briefe kommen ab jetzt ins Postfach; wir schicken Ihnen dazu einen E-Mail-Hinweis. Manche Dokumente senden wir weiterhin per Post.",
+	"versand-post":   "Gespeichert: Ihre Briefe kommen ab jetzt per Post.",
+}
+
+// accountDelivery sets the delivery preference (seed 004). No fresh
+// security code is asked for: the preference is neither personal nor
+// contact data, and the letters still reach the same person either way.
+func (u *UI) accountDelivery(c *fiber.Ctx) error {
+	d := kasse.Delivery(c.FormValue("delivery"))
+	var err error
+	if d == "" {
+		err = auth.FieldErrors{{Field: "delivery", Message: "Bitte wählen Sie eine Versandart: „Online“ oder „Post“."}}
+	} else {
+		err = u.o.Auth.SetDelivery(c.UserContext(), uiMeta(c), MustPrincipal(c), d)
+	}
+	if errors.Is(err, auth.ErrNotAllowed) {
+		return fiber.ErrNotFound
+	}
+	return u.accountDone(c, err, "delivery", "versand-"+string(d), nil)
 }
 
 func (u *UI) accountPassword(c *fiber.Ctx) error {
