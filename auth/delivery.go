@@ -38,7 +38,7 @@ func (s *Service) Delivery(ctx context.Context, p Principal) (kasse.Delivery, er
 }
 
 // SetDelivery changes the insured principal's delivery preference and
-// records account.delivery.changed with {from,to} in the same
+// records auth.delivery.changed with {from,to} in the same
 // transaction. Other roles and persons of another tenant get
 // ErrNotAllowed (answered as 404); an unknown value a German FieldError.
 // Choosing the current value again changes nothing and records nothing.
@@ -62,7 +62,7 @@ func (s *Service) SetDelivery(ctx context.Context, m Meta, p Principal, d kasse.
 			return nil
 		}
 		return s.record(ctx, tx, m, audit.Event{TenantID: a.TenantID, ActorID: a.ID, ActorRole: string(a.Role),
-			Type: "account.delivery.changed", SubjectType: "person", SubjectID: a.PersonID,
+			Type: "auth.delivery.changed", SubjectType: "person", SubjectID: a.PersonID,
 			Details: fmt.Sprintf(`{"from":%q,"to":%q}`, prev, d)})
 	})
 }

@@ -51,7 +51,7 @@ func TestDeliveryChange(t *testing.T) {
 		if d, _ := e.svc.Delivery(ctx, p); d != kasse.DeliveryOnline {
 			t.Errorf("Delivery after change: %q", d)
 		}
-		evs := e.events("account.delivery.changed")
+		evs := e.events("auth.delivery.changed")
 		if len(evs) != 1 {
 			t.Fatalf("%d events, want 1", len(evs))
 		}
@@ -72,7 +72,7 @@ func TestDeliveryChange(t *testing.T) {
 		if err := e.svc.SetDelivery(ctx, meta, p, kasse.DeliveryOnline); err != nil {
 			t.Fatal(err)
 		}
-		if n := len(e.events("account.delivery.changed")); n != 1 {
+		if n := len(e.events("auth.delivery.changed")); n != 1 {
 			t.Errorf("repeating the choice recorded an event: %d", n)
 		}
 
@@ -90,7 +90,7 @@ func TestDeliveryChange(t *testing.T) {
 		if err := e.svc.SetDelivery(ctx, meta, p, kasse.DeliveryPost); err != nil {
 			t.Fatal(err)
 		}
-		evs = e.events("account.delivery.changed")
+		evs = e.events("auth.delivery.changed")
 		if got := e.storedDelivery(person.ID); got != "post" || len(evs) != 2 || evs[1].Details != `{"from":"online","to":"post"}` {
 			t.Errorf("back to post: stored %q, %d events", got, len(evs))
 		}
@@ -139,7 +139,7 @@ func TestDeliveryNotAllowed(t *testing.T) {
 		if a, b := e.storedDelivery(person.ID), e.storedDelivery(other.ID); a != "post" || b != "post" {
 			t.Errorf("refused changes stored %q/%q", a, b)
 		}
-		if n := len(e.events("account.delivery.changed")); n != 0 {
+		if n := len(e.events("auth.delivery.changed")); n != 0 {
 			t.Errorf("refused changes recorded %d events", n)
 		}
 	})

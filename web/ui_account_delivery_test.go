@@ -83,16 +83,16 @@ func TestAccountDelivery(t *testing.T) {
 			break
 		}
 	}
-	got, err := events.Query(ctx, audit.Filter{TenantID: w.kasse.ID, Type: "account.delivery.changed"})
+	got, err := events.Query(ctx, audit.Filter{TenantID: w.kasse.ID, Type: "auth.delivery.changed"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(got) != 1 || got[0].Details != `{"from":"post","to":"online"}` || got[0].ActorID != w.people["erika"].AccountID || got[0].SubjectID != w.erika.ID {
 		t.Errorf("events %+v", got)
 	}
-	resp, page = w.as("pruefer").get("/pruefung?suche=1&typ=account.delivery.changed")
-	if resp.StatusCode != 200 || strings.Count(page, ">account.delivery.changed<") != 1 {
-		t.Errorf("auditor search: %d, %d rows", resp.StatusCode, strings.Count(page, ">account.delivery.changed<"))
+	resp, page = w.as("pruefer").get("/pruefung?suche=1&typ=auth.delivery.changed")
+	if resp.StatusCode != 200 || strings.Count(page, ">auth.delivery.changed<") != 1 {
+		t.Errorf("auditor search: %d, %d rows", resp.StatusCode, strings.Count(page, ">auth.delivery.changed<"))
 	}
 
 	// Other roles: no section, and the form's address answers 404.

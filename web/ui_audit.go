@@ -48,7 +48,7 @@ type auditData struct {
 var knownEventTypes = []string{
 	"auth.login", "auth.login.password", "auth.logout", "auth.locked", "auth.unlocked", "auth.stepup", "auth.password.changed",
 	"auth.profile.changed", "auth.mobile.changed", "auth.device.added", "auth.device.requested", "auth.device.removed",
-	"auth.consent.given", "auth.consent.revoked", "auth.account.ended", "auth.session.revoked",
+	"auth.consent.given", "auth.consent.revoked", "auth.account.ended", "auth.session.revoked", "auth.delivery.changed",
 	"auth.invitation.created", "auth.invitation.resent", "auth.invitation.revoked",
 	"intake.pin.issued", "intake.pin.login", "intake.pin.logout", "intake.upload.created", "intake.upload.completed",
 	"intake.upload.rejected", "intake.upload.infected", "intake.upload.terminated", "intake.submitted", "intake.file.submitted",
