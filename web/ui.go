@@ -89,6 +89,7 @@ func MountUI(s *Server, o UIOptions) (*UI, error) {
 	u.mountPIN(app)
 	u.mountAuth(app)
 	u.mountPostfach(app)
+	u.mountTeamMail(app)
 	u.mountTeam(app)
 	u.mountAccount(app)
 	u.mountProvider(app)

@@ -177,6 +177,8 @@ type threadData struct {
 	MaxFiles  int
 	OwnerAcct string // an inbound message's sender: the owner's account (staff link)
 	Kinds     map[mailbox.Kind]string
+	// LegalHoldURL is the legal hold toggle's action; team leads only.
+	LegalHoldURL string
 }
 
 func (u *UI) threadData(c *fiber.Ctx, th mailbox.Thread, msgs []mailbox.Message) *threadData {
@@ -186,6 +188,9 @@ func (u *UI) threadData(c *fiber.Ctx, th mailbox.Thread, msgs []mailbox.Message)
 	csrf := url.QueryEscape(CSRFTokenOf(c))
 	d := &threadData{Thread: th, TeamSide: team, Action: base + "/antwort?_csrf=" + csrf, StateURL: base + "/status", AssignURL: base + "/uebernehmen",
 		MaxFiles: u.o.MailboxMaxFiles}
+	if team && p.Has(auth.RoleTeamLead) {
+		d.LegalHoldURL = base + "/aufbewahrung"
+	}
 	for _, m := range msgs {
 		mv := messageView{Message: m, Mine: (m.Direction == mailbox.Inbound) != team}
 		switch {
