@@ -69,6 +69,13 @@ async function journey(bin, label, env) {
     await login(cw, 'sachb', demo, shots);
     await cw.waitForURL(/\/team$/);
     await check(cw, 'team-postfach-leer');
+    // The team inbox's other pages: a new thread to an insured person and
+    // the failed notifications (none in the demo).
+    for (const [p, name] of [['/team/neue-nachricht', 'team-neue-nachricht'], ['/team/benachrichtigungen', 'team-benachrichtigungen']]) {
+      assert.equal((await cw.goto(p)).status(), 200, p);
+      await check(cw, name);
+    }
+    await cw.goto('/team');
 
     await cw.getByRole('link', { name: 'Einmal-PIN' }).click();
     await check(cw, 'team-einmal-pin');
