@@ -71,6 +71,9 @@ type Tx interface {
 	UpdateToken(ctx context.Context, t Token) error
 	RevokeTokens(ctx context.Context, tenantID, accountID, purpose string, now time.Time) error
 	LatestToken(ctx context.Context, tenantID, accountID, purpose string) (Token, error) // ErrTokenInvalid if none
+	// TokenOfRef is the newest token of purpose about refID (locked on
+	// PostgreSQL); ErrTokenInvalid if none.
+	TokenOfRef(ctx context.Context, tenantID, accountID, purpose, refID string) (Token, error)
 
 	// Authenticator devices.
 	CreateDevice(ctx context.Context, d Device) error

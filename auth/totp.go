@@ -6,7 +6,10 @@ import (
 	"crypto/aes"
 	"crypto/cipher"
 	"crypto/rand"
+	"crypto/subtle"
+	"encoding/base32"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"image/png"
@@ -17,6 +20,7 @@ import (
 	"github.com/pquerna/otp/totp"
 
 	"postbox/audit"
+	"postbox/kasse"
 )
 
 // Authenticator devices: TOTP per RFC 6238 with the parameters every common
@@ -240,6 +244,41 @@ func (s *Service) findActivation(ctx context.Context, tx Tx, tenantID, login, co
 // TOTP secret as otpauth URI and QR code. The device stays "beantragt"
 // until ConfirmDevice sees its first code.
 func (s *Service) ActivateDevice(ctx context.Context, m Meta, tenantID, login, activationCode, pin, pinRepeat string) (DeviceActivation, error) {
+	return s.activateDevice(ctx, m, tenantID, login, activationCode, pin, pinRepeat, nil)
+}
+
+// ActivateDeviceInSession is ActivateDevice from the browser: the device
+// must belong to the session's account, and the session remembers it, so
+// DeviceSetup and ConfirmDeviceSetup can show and finish the setup on any
+// replica, for this session only.
+func (s *Service) ActivateDeviceInSession(ctx context.Context, m Meta, sess Session, login, activationCode, pin, pinRepeat string) (DeviceActivation, error) {
+	return s.activateDevice(ctx, m, sess.TenantID, login, activationCode, pin, pinRepeat, func(tx Tx, a Account, d Device) error {
+		if _, _, err := s.sessionAccount(ctx, tx, sess); err != nil {
+			return err
+		}
+		if a.ID != sess.AccountID {
+			return ErrTokenInvalid // another account's code reads like a wrong one
+		}
+		cur, err := tx.SessionByTokenHash(ctx, sess.TokenHash)
+		if err != nil || cur.ID != sess.ID {
+			return ErrNoSession
+		}
+		b, err := json.Marshal(setupBinding{DeviceSetup: d.ID})
+		if err != nil {
+			return err
+		}
+		cur.Data = string(b)
+		return tx.UpdateSession(ctx, cur)
+	})
+}
+
+// setupBinding is the Data of a logged-in session while it sets up a
+// device; only the session named the device in it may see the secret.
+type setupBinding struct {
+	DeviceSetup string `json:"device_setup"`
+}
+
+func (s *Service) activateDevice(ctx context.Context, m Meta, tenantID, login, activationCode, pin, pinRepeat string, bind func(Tx, Account, Device) error) (DeviceActivation, error) {
 	if err := checkAppPIN(pin, pinRepeat); err != nil {
 		return DeviceActivation{}, err
 	}
@@ -255,6 +294,11 @@ func (s *Service) ActivateDevice(ctx context.Context, m Meta, tenantID, login, a
 		a, _, d, err := s.findActivation(ctx, tx, tenantID, login, activationCode)
 		if err != nil {
 			return err
+		}
+		if bind != nil {
+			if err := bind(tx, a, d); err != nil {
+				return err
+			}
 		}
 		k, err := s.store.Kasse(ctx, tenantID)
 		if err != nil {
@@ -272,18 +316,126 @@ func (s *Service) ActivateDevice(ctx context.Context, m Meta, tenantID, login, a
 		if err := tx.UpdateDevice(ctx, d); err != nil {
 			return err
 		}
-		img, err := key.Image(256, 256)
+		qr, err := qrPNG(key)
 		if err != nil {
-			return fmt.Errorf("qr code: %w", err)
-		}
-		var buf bytes.Buffer
-		if err := png.Encode(&buf, img); err != nil {
 			return err
 		}
-		out = DeviceActivation{DeviceID: d.ID, URI: key.URL(), QRPNG: buf.Bytes()}
+		out = DeviceActivation{DeviceID: d.ID, URI: key.URL(), QRPNG: qr}
+		// The secret now exists: a new activation replaces an earlier one,
+		// so each creation is on the record.
+		return s.record(ctx, tx, m, audit.Event{TenantID: a.TenantID, ActorID: a.ID, ActorRole: string(a.Role),
+			Type: "auth.device.requested", SubjectType: "device", SubjectID: d.ID, Details: `{"step":"secret_created"}`})
+	})
+	return out, err
+}
+
+func qrPNG(key *otp.Key) ([]byte, error) {
+	img, err := key.Image(256, 256)
+	if err != nil {
+		return nil, fmt.Errorf("qr code: %w", err)
+	}
+	var buf bytes.Buffer
+	if err := png.Encode(&buf, img); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+// DeviceSetup is a device activated in this session but not yet confirmed:
+// what "Gerät einrichten" shows.
+type DeviceSetup struct {
+	DeviceID string
+	Name     string
+	Login    string
+	Secret   string // base32, as typed into the app
+	URI      string
+	QRPNG    []byte
+}
+
+// pendingSetup finds deviceID as a setup of sess: the session's own
+// account, the device "beantragt" with its secret created, the session
+// bound to it by ActivateDeviceInSession. ErrTokenInvalid when its
+// activation code expired or was revoked after too many wrong codes;
+// anything else is ErrNotAllowed (404).
+func (s *Service) pendingSetup(ctx context.Context, tx Tx, sess Session, deviceID string) (Account, kasse.Kasse, Token, Device, error) {
+	a, k, err := s.sessionAccount(ctx, tx, sess)
+	if err != nil {
+		return Account{}, kasse.Kasse{}, Token{}, Device{}, err
+	}
+	var b setupBinding
+	if sess.Data == "" || json.Unmarshal([]byte(sess.Data), &b) != nil || b.DeviceSetup == "" ||
+		subtle.ConstantTimeCompare([]byte(b.DeviceSetup), []byte(deviceID)) != 1 {
+		return Account{}, kasse.Kasse{}, Token{}, Device{}, ErrNotAllowed
+	}
+	devices, err := tx.DevicesOfAccount(ctx, a.TenantID, a.ID)
+	if err != nil {
+		return Account{}, kasse.Kasse{}, Token{}, Device{}, err
+	}
+	for _, d := range devices {
+		if d.ID != deviceID || d.Status != DeviceRequested || d.SecretSealed == "" {
+			continue
+		}
+		tk, err := tx.TokenOfRef(ctx, a.TenantID, a.ID, PurposeDeviceActivation, d.ID)
+		if errors.Is(err, ErrTokenInvalid) {
+			return Account{}, kasse.Kasse{}, Token{}, Device{}, ErrNotAllowed
+		}
+		if err != nil {
+			return Account{}, kasse.Kasse{}, Token{}, Device{}, err
+		}
+		if !tk.Usable(tx.Now()) {
+			return Account{}, kasse.Kasse{}, Token{}, Device{}, ErrTokenInvalid
+		}
+		return a, k, tk, d, nil
+	}
+	return Account{}, kasse.Kasse{}, Token{}, Device{}, ErrNotAllowed
+}
+
+// DeviceSetup rebuilds the otpauth URI and QR code of the session's
+// pending setup from the sealed secret in the database.
+func (s *Service) DeviceSetup(ctx context.Context, sess Session, deviceID string) (DeviceSetup, error) {
+	var out DeviceSetup
+	err := s.inTx(ctx, func(tx Tx) error {
+		a, k, _, d, err := s.pendingSetup(ctx, tx, sess, deviceID)
+		if err != nil {
+			return err
+		}
+		secret, err := s.open(d.TenantID, d.ID, d.SecretSealed)
+		if err != nil {
+			return err
+		}
+		raw, err := base32.StdEncoding.WithPadding(base32.NoPadding).DecodeString(secret)
+		if err != nil {
+			return fmt.Errorf("device secret: %w", err)
+		}
+		key, err := totp.Generate(totp.GenerateOpts{Issuer: s.opts.Issuer + " " + k.Name, AccountName: a.Username,
+			Period: totpPeriod, Digits: totpDigits, Algorithm: otp.AlgorithmSHA1, Secret: raw})
+		if err != nil {
+			return fmt.Errorf("totp key: %w", err)
+		}
+		qr, err := qrPNG(key)
+		if err != nil {
+			return err
+		}
+		out = DeviceSetup{DeviceID: d.ID, Name: d.Name, Login: a.Username, Secret: key.Secret(), URI: key.URL(), QRPNG: qr}
 		return nil
 	})
 	return out, err
+}
+
+// ConfirmDeviceSetup is ConfirmDevice for the session's pending setup: the
+// first code of the app finishes it. A wrong code counts against the
+// activation code (ErrCodeInvalid).
+func (s *Service) ConfirmDeviceSetup(ctx context.Context, m Meta, sess Session, deviceID, code string) error {
+	if err := s.hit(ctx, "code-acct", s.opts.RateLimits.CodePerAccount, sess.TenantID, sess.AccountID); err != nil {
+		return err
+	}
+	return s.inTx(ctx, func(tx Tx) error {
+		a, _, tk, d, err := s.pendingSetup(ctx, tx, sess, deviceID)
+		if err != nil {
+			return err
+		}
+		return s.confirmDevice(ctx, tx, m, a, tk, d, code)
+	})
 }
 
 func checkAppPIN(pin, repeat string) error {
@@ -311,41 +463,47 @@ func (s *Service) ConfirmDevice(ctx context.Context, m Meta, tenantID, login, ac
 		if d.SecretSealed == "" {
 			return ErrTokenInvalid
 		}
-		now := tx.Now()
-		ok, err := s.checkDeviceCode(ctx, tx, d, normalizeCode(code), now)
-		if err != nil {
-			return err
+		return s.confirmDevice(ctx, tx, m, a, tk, d, code)
+	})
+}
+
+// confirmDevice checks the app's first code against the pending device d
+// and, if it fits, makes it active and uses the activation token.
+func (s *Service) confirmDevice(ctx context.Context, tx Tx, m Meta, a Account, tk Token, d Device, code string) error {
+	now := tx.Now()
+	ok, err := s.checkDeviceCode(ctx, tx, d, normalizeCode(code), now)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		tk.Attempts++
+		if tk.Attempts >= MTANMaxAttempts {
+			tk.RevokedAt = now
 		}
-		if !ok {
-			tk.Attempts++
-			if tk.Attempts >= MTANMaxAttempts {
-				tk.RevokedAt = now
-			}
-			if err := tx.UpdateToken(ctx, tk); err != nil {
-				return err
-			}
-			return errCommit{ErrCodeInvalid}
-		}
-		d.Status, d.ActivatedAt, d.LastUsedAt = DeviceActive, now, now
-		if err := tx.UpdateDevice(ctx, d); err != nil {
-			return err
-		}
-		tk.UsedAt = now
 		if err := tx.UpdateToken(ctx, tk); err != nil {
 			return err
 		}
-		if a.Status == StatusInvited && a.PasswordHash != "" {
-			a.Status = StatusActive
-			if err := tx.UpdateAccount(ctx, a); err != nil {
-				return err
-			}
-			if err := tx.RevokeTokens(ctx, a.TenantID, a.ID, PurposeInvitation, now); err != nil {
-				return err
-			}
+		return errCommit{ErrCodeInvalid}
+	}
+	d.Status, d.ActivatedAt, d.LastUsedAt = DeviceActive, now, now
+	if err := tx.UpdateDevice(ctx, d); err != nil {
+		return err
+	}
+	tk.UsedAt = now
+	if err := tx.UpdateToken(ctx, tk); err != nil {
+		return err
+	}
+	if a.Status == StatusInvited && a.PasswordHash != "" {
+		a.Status = StatusActive
+		if err := tx.UpdateAccount(ctx, a); err != nil {
+			return err
 		}
-		return s.record(ctx, tx, m, audit.Event{TenantID: a.TenantID, ActorID: a.ID, ActorRole: string(a.Role),
-			Type: "auth.device.added", SubjectType: "device", SubjectID: d.ID})
-	})
+		if err := tx.RevokeTokens(ctx, a.TenantID, a.ID, PurposeInvitation, now); err != nil {
+			return err
+		}
+	}
+	return s.record(ctx, tx, m, audit.Event{TenantID: a.TenantID, ActorID: a.ID, ActorRole: string(a.Role),
+		Type: "auth.device.added", SubjectType: "device", SubjectID: d.ID})
 }
 
 // ListDevices returns the devices of the session's account (not removed).

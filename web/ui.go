@@ -70,7 +70,6 @@ type UI struct {
 	o      UIOptions
 	assets *assetSet
 	pages  map[string]*template.Template
-	setups *deviceSetups // pending authenticator setups (ui_device.go)
 }
 
 // MountUI serves the assets and the pages on the server and makes browser

@@ -6,79 +6,22 @@ package web
 // e-mail and a self-chosen 6-digit PIN, scans the QR code (or types the
 // secret) and confirms with the first code of the app.
 //
-// The secret exists in clear only between activation and confirmation; it
-// is kept in memory, bound to the tenant, account and session that
-// activated the device, and dropped on success or after an hour. Another
-// session or account gets 404 for it.
+// The pending setup lives in the database, not in this process (every
+// replica is stateless): the TOTP secret sealed on the device row, the
+// session bound to the device on activation. Any replica renders the setup
+// page for that session; another session or account gets 404 for it.
 
 import (
 	"errors"
 	"net/url"
 	"strings"
-	"sync"
-	"time"
 
 	"github.com/gofiber/fiber/v2"
 
 	"postbox/auth"
 )
 
-// deviceSetupLife bounds how long a scanned-but-unconfirmed secret stays in
-// memory; it matches the activation code's lifetime (seed 000: 1 hour).
-const deviceSetupLife = time.Hour
-
-// deviceSetupMax caps the pending setups held in memory.
-const deviceSetupMax = 10000
-
-type deviceSetup struct {
-	tenantID, accountID, sessionID string
-	login, activationCode          string
-	deviceName                     string
-	secret                         string
-	qrPNG                          []byte
-	expires                        time.Time
-}
-
-type deviceSetups struct {
-	mu sync.Mutex
-	m  map[string]deviceSetup // by device id
-}
-
-func (s *deviceSetups) put(id string, d deviceSetup) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	now := time.Now()
-	for k, v := range s.m {
-		if now.After(v.expires) {
-			delete(s.m, k)
-		}
-	}
-	if _, ok := s.m[id]; !ok && len(s.m) >= deviceSetupMax {
-		return false
-	}
-	s.m[id] = d
-	return true
-}
-
-// get returns the setup of id only for the session that made it.
-func (s *deviceSetups) get(id string, sess auth.Session) (deviceSetup, bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	d, ok := s.m[id]
-	if !ok || time.Now().After(d.expires) || d.tenantID != sess.TenantID || d.accountID != sess.AccountID || d.sessionID != sess.ID {
-		return deviceSetup{}, false
-	}
-	return d, true
-}
-
-func (s *deviceSetups) drop(id string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	delete(s.m, id)
-}
-
 func (u *UI) mountDevices(app *fiber.App, me fiber.Handler) {
-	u.setups = &deviceSetups{m: map[string]deviceSetup{}}
 	app.Get("/konto/geraete/aktivieren", me, u.deviceActivateForm)
 	app.Post("/konto/geraete/aktivieren", me, u.deviceActivate)
 	app.Get("/konto/geraete/:id/einrichten", me, u.deviceSetupPage)
@@ -145,7 +88,7 @@ func (u *UI) deviceActivate(c *fiber.Ctx) error {
 	if !strings.EqualFold(login, me.Username) && (me.Email == "" || !strings.EqualFold(login, me.Email)) {
 		return again(fiber.StatusBadRequest, formErrors{errActivation})
 	}
-	act, err := u.o.Auth.ActivateDevice(c.UserContext(), uiMeta(c), sess.TenantID, login, code, pin, pinRepeat)
+	act, err := u.o.Auth.ActivateDeviceInSession(c.UserContext(), uiMeta(c), sess, login, code, pin, pinRepeat)
 	if errors.Is(err, auth.ErrTokenInvalid) {
 		return again(fiber.StatusBadRequest, formErrors{errActivation})
 	}
@@ -155,28 +98,6 @@ func (u *UI) deviceActivate(c *fiber.Ctx) error {
 			return err
 		}
 		return again(status, errs)
-	}
-	devices, err := u.o.Auth.ListDevices(c.UserContext(), MustPrincipal(c))
-	if err != nil {
-		return err
-	}
-	name := ""
-	for _, d := range devices {
-		if d.ID == act.DeviceID {
-			name = d.Name
-		}
-	}
-	if name == "" {
-		return again(fiber.StatusBadRequest, formErrors{errActivation})
-	}
-	uri, err := url.Parse(act.URI)
-	if err != nil {
-		return err
-	}
-	ok := u.setups.put(act.DeviceID, deviceSetup{tenantID: sess.TenantID, accountID: sess.AccountID, sessionID: sess.ID, login: login,
-		activationCode: code, deviceName: name, secret: uri.Query().Get("secret"), qrPNG: act.QRPNG, expires: time.Now().Add(deviceSetupLife)})
-	if !ok {
-		return again(fiber.StatusServiceUnavailable, formErrors{{"activation_code", "Gerade werden sehr viele Geräte eingerichtet. Bitte versuchen Sie es in einigen Minuten erneut."}})
 	}
 	return c.Redirect("/konto/geraete/"+url.PathEscape(act.DeviceID)+"/einrichten", fiber.StatusSeeOther)
 }
@@ -199,19 +120,21 @@ func groupsOfFour(s string) string {
 	return b.String()
 }
 
-func (u *UI) setupOf(c *fiber.Ctx) (deviceSetup, error) {
+// setupOf reads the session's pending setup of the device in the URL from
+// the database; another session's, an unknown or a finished one is 404.
+func (u *UI) setupOf(c *fiber.Ctx) (auth.DeviceSetup, error) {
 	sess, _, _ := SessionOf(c)
-	d, ok := u.setups.get(c.Params("id"), sess)
-	if !ok {
-		return deviceSetup{}, fiber.ErrNotFound
+	d, err := u.o.Auth.DeviceSetup(c.UserContext(), sess, c.Params("id"))
+	if errors.Is(err, auth.ErrNotAllowed) || errors.Is(err, auth.ErrTokenInvalid) || errors.Is(err, auth.ErrNoSession) {
+		return auth.DeviceSetup{}, fiber.ErrNotFound
 	}
-	return d, nil
+	return d, err
 }
 
-func (u *UI) renderSetup(c *fiber.Ctx, status int, d deviceSetup, errs formErrors) error {
+func (u *UI) renderSetup(c *fiber.Ctx, status int, d auth.DeviceSetup, errs formErrors) error {
 	v := u.baseView(c, "Gerät einrichten")
 	v.Errors = errs
-	v.Data = &deviceSetupData{ID: c.Params("id"), Name: d.deviceName, Secret: groupsOfFour(d.secret), Login: d.login}
+	v.Data = &deviceSetupData{ID: d.DeviceID, Name: d.Name, Secret: groupsOfFour(d.Secret), Login: d.Login}
 	return u.render(c, status, "geraet_einrichten", v)
 }
 
@@ -232,11 +155,18 @@ func (u *UI) deviceQR(c *fiber.Ctx) error {
 	}
 	c.Set(fiber.HeaderCacheControl, "no-store")
 	c.Set(fiber.HeaderContentType, "image/png")
-	return c.Send(d.qrPNG)
+	return c.Send(d.QRPNG)
 }
 
 func (u *UI) deviceConfirm(c *fiber.Ctx) error {
-	d, err := u.setupOf(c)
+	sess, _, _ := SessionOf(c)
+	d, err := u.o.Auth.DeviceSetup(c.UserContext(), sess, c.Params("id"))
+	if errors.Is(err, auth.ErrTokenInvalid) {
+		return u.setupOver(c)
+	}
+	if errors.Is(err, auth.ErrNotAllowed) || errors.Is(err, auth.ErrNoSession) {
+		return fiber.ErrNotFound
+	}
 	if err != nil {
 		return err
 	}
@@ -245,28 +175,37 @@ func (u *UI) deviceConfirm(c *fiber.Ctx) error {
 		return u.renderSetup(c, fiber.StatusUnprocessableEntity, d, formErrors{{"code",
 			"Bitte geben Sie den 6-stelligen Code ein, den Ihre Authenticator-App gerade anzeigt (nur Ziffern)."}})
 	}
-	sess, _, _ := SessionOf(c)
-	err = u.o.Auth.ConfirmDevice(c.UserContext(), uiMeta(c), sess.TenantID, d.login, d.activationCode, code)
+	err = u.o.Auth.ConfirmDeviceSetup(c.UserContext(), uiMeta(c), sess, d.DeviceID, code)
 	switch {
 	case err == nil:
-		u.setups.drop(c.Params("id"))
 		return c.Redirect("/konto?hinweis=geraet-aktiviert#geraete", fiber.StatusSeeOther)
 	case errors.Is(err, auth.ErrCodeInvalid):
 		return u.renderSetup(c, fiber.StatusBadRequest, d, formErrors{{"code",
 			"Der Code ist nicht richtig oder wurde schon verwendet. Bitte prüfen Sie, ob Uhrzeit und Datum Ihres Smartphones stimmen, " +
 				"und geben Sie den Code ein, den die App jetzt anzeigt."}})
 	case errors.Is(err, auth.ErrTokenInvalid):
-		// Expired or too many wrong codes: this setup cannot finish any more.
-		u.setups.drop(c.Params("id"))
-		v := u.baseView(c, "Gerät aktivieren")
-		v.Data = &deviceActivateData{Login: d.login}
-		v.Errors = formErrors{{"activation_code", "Die Einrichtung ist abgelaufen oder wurde nach zu vielen falschen Codes beendet. " +
-			"Bitte fordern Sie unter „Gerät hinzufügen“ einen neuen Aktivierungscode an."}}
-		return u.render(c, fiber.StatusBadRequest, "geraet_aktivieren", v)
+		return u.setupOver(c)
+	case errors.Is(err, auth.ErrNotAllowed), errors.Is(err, auth.ErrNoSession):
+		return fiber.ErrNotFound // finished meanwhile, e.g. by a second request
 	}
 	errs, status, ok := authErrors(err, "code")
 	if !ok {
 		return err
 	}
 	return u.renderSetup(c, status, d, errs)
+}
+
+// setupOver answers a setup whose activation code expired or was ended
+// after too many wrong codes: it cannot finish any more.
+func (u *UI) setupOver(c *fiber.Ctx) error {
+	sess, _, _ := SessionOf(c)
+	me, err := u.o.Auth.Me(c.UserContext(), sess)
+	if err != nil {
+		return err
+	}
+	v := u.baseView(c, "Gerät aktivieren")
+	v.Data = &deviceActivateData{Login: me.Username}
+	v.Errors = formErrors{{"activation_code", "Die Einrichtung ist abgelaufen oder wurde nach zu vielen falschen Codes beendet. " +
+		"Bitte fordern Sie unter „Gerät hinzufügen“ einen neuen Aktivierungscode an."}}
+	return u.render(c, fiber.StatusBadRequest, "geraet_aktivieren", v)
 }

@@ -3,6 +3,8 @@ package web
 import (
 	"bytes"
 	"context"
+	"io"
+	"log/slog"
 	"regexp"
 	"strings"
 	"testing"
@@ -242,5 +244,130 @@ func TestGeraetAktivierenCodeOnlyOnce(t *testing.T) {
 	resp, page = erika.post("/konto/geraete/aktivieren", "_csrf", csrf, "login", "erika", "activation_code", m[1], "pin", "135790", "pin_repeat", "135790")
 	if resp.StatusCode != 400 || !strings.Contains(page, `<a href="#f-activation_code">Der Aktivierungscode passt nicht`) {
 		t.Errorf("used activation code again: %d, want 400", resp.StatusCode)
+	}
+}
+
+// replica is a second web server over the world's database, with its own
+// auth service and UI: nothing in memory is shared with w.srv.
+func (w *uiWorld) replica() *Server {
+	w.t.Helper()
+	svc, err := auth.NewService(w.db.Auth(), auth.Options{Argon2: auth.Argon2Params{MemoryKiB: 64, Time: 1, Threads: 1, SaltLen: 16, KeyLen: 32},
+		Key: w.key, ClientAddrKey: w.key, SMS: w.sms})
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	srv := New(Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	srv.UseSessions(svc, SessionOptions{})
+	desk := NewPINIntake(PINIntakeOptions{Service: w.pin, BaseURL: "http://example.com", ClientKey: w.key})
+	desk.Mount(srv.App())
+	if _, err := MountUI(srv, UIOptions{Kassen: w.db, Auth: svc, PIN: desk, Mailbox: w.mail, Vorgaenge: w.vg, People: w.db}); err != nil {
+		w.t.Fatal(err)
+	}
+	return srv
+}
+
+// The pending setup lives in the database: a device activated on one
+// replica is shown (same secret, QR code) and confirmed on another, still
+// only for the session that activated it; the activation that created the
+// secret is audited.
+func TestGeraetEinrichtenAufAndererInstanz(t *testing.T) {
+	w := newUIWorld(t)
+	stepUpCode := w.withTOTP("erika", "Sommer#2026x")
+	erika := w.as("erika")
+	_, page := erika.get("/konto")
+	csrf := csrfOf(t, page)
+	erika.post("/konto/bestaetigen", "_csrf", csrf, "method", "totp", "code", stepUpCode())
+	_, page = erika.post("/konto/geraete", "_csrf", csrf, "device_name", "Zweitgerät")
+	m := reActivationCode.FindStringSubmatch(page)
+	if m == nil {
+		t.Fatal("no activation code")
+	}
+	resp, _ := erika.post("/konto/geraete/aktivieren", "_csrf", csrf, "login", "erika", "activation_code", m[1], "pin", "246801", "pin_repeat", "246801")
+	setup := resp.Header.Get("Location")
+	if resp.StatusCode != 303 || !strings.HasSuffix(setup, "/einrichten") {
+		t.Fatalf("activation: %d %q", resp.StatusCode, setup)
+	}
+	_, page = erika.get(setup)
+	sm := reSetupSecret.FindStringSubmatch(page)
+	if sm == nil {
+		t.Fatalf("no secret on replica A: %s", page)
+	}
+
+	other := w.replica()
+	erikaB := &browser{t: t, s: other, cookies: erika.cookies}
+	resp, pageB := erikaB.get(setup)
+	if resp.StatusCode != 200 {
+		t.Fatalf("setup page on replica B: %d, want 200", resp.StatusCode)
+	}
+	checkPage(t, "Gerät einrichten", pageB)
+	smB, qmB := reSetupSecret.FindStringSubmatch(pageB), reSetupQR.FindStringSubmatch(pageB)
+	if smB == nil || qmB == nil || smB[1] != sm[1] {
+		t.Fatalf("replica B shows another or no secret / QR code: %v %v", smB, qmB)
+	}
+	if !strings.Contains(pageB, "Zweitgerät") {
+		t.Errorf("replica B does not name the device")
+	}
+	resp, png := erikaB.get(qmB[1])
+	if resp.StatusCode != 200 || resp.Header.Get("Cache-Control") != "no-store" || !bytes.HasPrefix([]byte(png), []byte("\x89PNG")) {
+		t.Errorf("QR code on replica B: %d %q", resp.StatusCode, resp.Header.Get("Cache-Control"))
+	}
+	secret := strings.ReplaceAll(smB[1], " ", "")
+
+	// Erika's other session on replica B still sees nothing of it.
+	token, _, err := w.auth.StartSession(context.Background(), w.people["erika"], auth.StageDone, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	otherSess := newBrowser(t, other)
+	otherSess.cookies[SessionCookieName(false)] = token
+	_, p := otherSess.get("/konto")
+	if resp, _ := otherSess.get(setup); resp.StatusCode != 404 {
+		t.Errorf("another session on replica B: setup page %d, want 404", resp.StatusCode)
+	}
+	code, _ := totp.GenerateCode(secret, time.Now())
+	if resp, _ := otherSess.post(setup, "_csrf", csrfOf(t, p), "code", code); resp.StatusCode != 404 {
+		t.Errorf("another session on replica B: confirm %d, want 404", resp.StatusCode)
+	}
+	if d, ok := w.deviceOf("erika", "Zweitgerät"); !ok || d.Status != auth.DeviceRequested {
+		t.Fatalf("device after the other session's try: %+v %v, want requested", d, ok)
+	}
+
+	csrfB := csrfOf(t, pageB)
+	resp, _ = erikaB.post(setup, "_csrf", csrfB, "code", code)
+	if resp.StatusCode != 303 || resp.Header.Get("Location") != "/konto?hinweis=geraet-aktiviert#geraete" {
+		t.Fatalf("confirm on replica B: %d %q", resp.StatusCode, resp.Header.Get("Location"))
+	}
+	if d, ok := w.deviceOf("erika", "Zweitgerät"); !ok || d.Status != auth.DeviceActive {
+		t.Fatalf("device after confirming on replica B: %+v %v, want active", d, ok)
+	}
+	// Finished on B, gone on A too.
+	if resp, _ := erika.get(setup); resp.StatusCode != 404 {
+		t.Errorf("setup page on replica A after confirming on B: %d, want 404", resp.StatusCode)
+	}
+
+	d, _ := w.deviceOf("erika", "Zweitgerät")
+	events, err := w.db.PendingEvents(context.Background(), 100000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var requested, created, added int
+	for _, e := range events {
+		if e.SubjectID != d.ID {
+			continue
+		}
+		switch {
+		case e.Type == "auth.device.requested" && strings.Contains(e.Details, `"secret_created"`):
+			created++
+			if e.ActorID != w.people["erika"].AccountID {
+				t.Errorf("secret creation recorded for actor %q", e.ActorID)
+			}
+		case e.Type == "auth.device.requested":
+			requested++
+		case e.Type == "auth.device.added":
+			added++
+		}
+	}
+	if requested != 1 || created != 1 || added != 1 {
+		t.Errorf("device events: %d requested, %d secret created, %d added; want 1 each", requested, created, added)
 	}
 }

@@ -39,6 +39,7 @@ type uiWorld struct {
 	team   mailbox.Team
 	people map[string]auth.Principal
 	sms    *smsCapture
+	key    []byte // the one key of auth, blobs and PIN hasher; a replica needs it
 }
 
 // smsCapture keeps the SMS the auth service sends (the mTAN).
@@ -87,7 +88,7 @@ func newUIWorld(t *testing.T) *uiWorld {
 	if err != nil {
 		t.Fatal(err)
 	}
-	w := &uiWorld{t: t, db: db, people: map[string]auth.Principal{}, sms: &smsCapture{last: map[string]string{}}}
+	w := &uiWorld{t: t, db: db, people: map[string]auth.Principal{}, sms: &smsCapture{last: map[string]string{}}, key: key}
 	letters, err := auth.NewLetterDir(filepath.Join(dir, "letters"))
 	if err != nil {
 		t.Fatal(err)

@@ -109,6 +109,11 @@ func (t authTx) LatestToken(ctx context.Context, tenantID, accountID, purpose st
 		ORDER BY created_at DESC, id DESC LIMIT 1`, tenantID, accountID, purpose))
 }
 
+func (t authTx) TokenOfRef(ctx context.Context, tenantID, accountID, purpose, refID string) (auth.Token, error) {
+	return scanToken(t.queryRow(ctx, `SELECT `+tokenColumns+` FROM auth_tokens WHERE tenant_id = $1 AND account_id = $2 AND purpose = $3 AND ref_id = $4
+		ORDER BY created_at DESC, id DESC LIMIT 1`+t.forUpdate(), tenantID, accountID, purpose, refID))
+}
+
 func (t authTx) UpdateToken(ctx context.Context, tk auth.Token) error {
 	_, err := t.exec(ctx, `UPDATE auth_tokens SET attempts = $1, used_at = $2, revoked_at = $3, ref_id = $4 WHERE tenant_id = $5 AND id = $6`,
 		tk.Attempts, micros(tk.UsedAt), micros(tk.RevokedAt), tk.RefID, tk.TenantID, tk.ID)
