@@ -60,7 +60,7 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 	srv.UseSessions(a.auth, web.SessionOptions{Secure: cfg.SecureCookies}) // before every route that needs a login
 	desk := mountPINIntake(srv, a)                                         // before the upload routes: logs PIN sessions in
 	uploads := mountUploads(srv, a, desk)                                  // tus under /api/uploads, behind the PIN session
-	pf := mountPostfach(srv, a) // Postfach API; its notifier worker and retention start below
+	pf := mountPostfach(srv, a)                                            // Postfach API; its notifier worker and retention start below
 	if _, err := web.MountUI(srv, web.UIOptions{Kassen: a.db, Auth: a.auth, PIN: desk, Mailbox: pf.svc,
 		MailboxMaxFiles: cfg.PostfachMaxAttachments, Vorgaenge: &audit.VorgangService{Store: a.db.Vorgaenge()}, People: a.db,
 		Audit: &audit.AuditorService{Events: a.events, Recorder: a.db.AuditRecorder()}, Logger: log}); err != nil {
