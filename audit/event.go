@@ -5,6 +5,7 @@ package audit
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 )
 
@@ -67,6 +68,20 @@ type DayCount struct {
 
 // ErrInvalidFilter is returned for a filter without tenant or with a bad range.
 var ErrInvalidFilter = errors.New("invalid audit filter")
+
+// Validate checks what every event store requires of a filter: a tenant, a
+// range whose end (exclusive) is after its start (inclusive), no negative limit.
+func (f Filter) Validate() error {
+	switch {
+	case f.TenantID == "":
+		return fmt.Errorf("%w: no tenant", ErrInvalidFilter)
+	case !f.From.IsZero() && !f.To.IsZero() && !f.To.After(f.From):
+		return fmt.Errorf("%w: to %v is not after from %v", ErrInvalidFilter, f.To, f.From)
+	case f.Limit < 0:
+		return fmt.Errorf("%w: negative limit %d", ErrInvalidFilter, f.Limit)
+	}
+	return nil
+}
 
 // EventStore is where shipped events live for auditors: ClickHouse in server
 // mode, a SQLite table in the embedded default. Append is idempotent by ID:

@@ -95,18 +95,6 @@ func ceilMicro(t time.Time) int64 {
 	return us
 }
 
-func validateFilter(f audit.Filter) error {
-	switch {
-	case f.TenantID == "":
-		return fmt.Errorf("%w: no tenant", audit.ErrInvalidFilter)
-	case !f.From.IsZero() && !f.To.IsZero() && !f.To.After(f.From):
-		return fmt.Errorf("%w: to %v is not after from %v", audit.ErrInvalidFilter, f.To, f.From)
-	case f.Limit < 0:
-		return fmt.Errorf("%w: negative limit %d", audit.ErrInvalidFilter, f.Limit)
-	}
-	return nil
-}
-
 // where renders f without Limit. Values are bound client-side by the driver
 // (18.16 has no server-side parameters), which quotes and escapes strings.
 // Each time bound is given three times: exactly on ts_unix_us, and coarsely
@@ -180,7 +168,7 @@ func (s *Store) Query(ctx context.Context, f audit.Filter) ([]audit.Event, error
 // Scan streams what Query returns (see there for the deduplication): rows
 // go to fn as the server sends them, nothing is collected.
 func (s *Store) Scan(ctx context.Context, f audit.Filter, fn func(audit.Event) error) error {
-	if err := validateFilter(f); err != nil {
+	if err := f.Validate(); err != nil {
 		return err
 	}
 	var c copies
@@ -292,7 +280,7 @@ func (s *Store) Chain(ctx context.Context, tenantID string, fn func(audit.Event)
 // day comes from ts_unix_us, so the server's time zone cannot shift it.
 func (s *Store) CountByDayAndType(ctx context.Context, f audit.Filter) ([]audit.DayCount, error) {
 	f.After, f.Limit = nil, 0
-	if err := validateFilter(f); err != nil {
+	if err := f.Validate(); err != nil {
 		return nil, err
 	}
 	cond, args := where(f)

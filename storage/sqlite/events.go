@@ -94,18 +94,6 @@ func ceilMicro(t time.Time) int64 {
 	return us
 }
 
-func validateFilter(f audit.Filter) error {
-	switch {
-	case f.TenantID == "":
-		return fmt.Errorf("%w: no tenant", audit.ErrInvalidFilter)
-	case !f.From.IsZero() && !f.To.IsZero() && !f.To.After(f.From):
-		return fmt.Errorf("%w: to %v is not after from %v", audit.ErrInvalidFilter, f.To, f.From)
-	case f.Limit < 0:
-		return fmt.Errorf("%w: negative limit %d", audit.ErrInvalidFilter, f.Limit)
-	}
-	return nil
-}
-
 // where renders the filter's conditions except After and Limit.
 func where(f audit.Filter) (string, []any) {
 	conds, args := []string{"tenant_id = ?"}, []any{f.TenantID}
@@ -149,7 +137,7 @@ func (s *EventStore) Query(ctx context.Context, f audit.Filter) ([]audit.Event, 
 
 // Scan streams the events matching f ordered by (Time, ID).
 func (s *EventStore) Scan(ctx context.Context, f audit.Filter, fn func(audit.Event) error) error {
-	if err := validateFilter(f); err != nil {
+	if err := f.Validate(); err != nil {
 		return err
 	}
 	cond, args := where(f)
@@ -228,7 +216,7 @@ const microsPerDay = 86_400_000_000
 // division gives the UTC day.
 func (s *EventStore) CountByDayAndType(ctx context.Context, f audit.Filter) ([]audit.DayCount, error) {
 	f.After, f.Limit = nil, 0
-	if err := validateFilter(f); err != nil {
+	if err := f.Validate(); err != nil {
 		return nil, err
 	}
 	cond, args := where(f)
