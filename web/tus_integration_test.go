@@ -17,10 +17,10 @@ import (
 	"postbox/storage/storagetest"
 )
 
-// serverBackend is server mode: the shared PostgreSQL and a bucket of its
+// serverBackend is server mode: a fresh database on the shared PostgreSQL and a bucket of its
 // own in the shared MinIO, removed with every object version afterwards.
 func serverBackend(t *testing.T) tusBackend {
-	dsn := storagetest.Service(t, "POSTBOX_TEST_PG_DSN")
+	dsn := storagetest.FreshPostgres(t)
 	endpoint := storagetest.Service(t, "POSTBOX_TEST_MINIO_ENDPOINT")
 	access := storagetest.Service(t, "POSTBOX_TEST_MINIO_ACCESS_KEY")
 	secret := storagetest.Service(t, "POSTBOX_TEST_MINIO_SECRET_KEY")

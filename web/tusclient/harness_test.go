@@ -71,7 +71,7 @@ type env struct {
 
 func newEnv(t testing.TB) *env {
 	e := &env{
-		pgDSN:         storagetest.Service(t, "POSTBOX_TEST_PG_DSN"),
+		pgDSN:         storagetest.FreshPostgres(t),
 		minioEndpoint: storagetest.Service(t, "POSTBOX_TEST_MINIO_ENDPOINT"),
 		access:        storagetest.Service(t, "POSTBOX_TEST_MINIO_ACCESS_KEY"),
 		secret:        storagetest.Service(t, "POSTBOX_TEST_MINIO_SECRET_KEY"),
