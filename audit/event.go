@@ -69,6 +69,29 @@ type DayCount struct {
 // ErrInvalidFilter is returned for a filter without tenant or with a bad range.
 var ErrInvalidFilter = errors.New("invalid audit filter")
 
+// Stored event times must fit ClickHouse's DateTime (UInt32 seconds); the
+// SQLite store applies the same bounds, so both accept the same events.
+var (
+	minStoredTime = time.Unix(0, 0)
+	maxStoredTime = time.Date(2106, 1, 1, 0, 0, 0, 0, time.UTC)
+)
+
+// ValidateStored checks what every event store requires of an event before
+// it appends it: an id, a tenant, a time in 1970..2105, no negative seq.
+func (e Event) ValidateStored() error {
+	switch {
+	case e.ID == "":
+		return fmt.Errorf("audit event without id (tenant %q, type %q)", e.TenantID, e.Type)
+	case e.TenantID == "":
+		return fmt.Errorf("audit event %s without tenant", e.ID)
+	case e.Time.Before(minStoredTime) || !e.Time.Before(maxStoredTime):
+		return fmt.Errorf("audit event %s: time %v outside 1970..2105", e.ID, e.Time)
+	case e.Seq < 0:
+		return fmt.Errorf("audit event %s: negative seq %d", e.ID, e.Seq)
+	}
+	return nil
+}
+
 // Validate checks what every event store requires of a filter: a tenant, a
 // range whose end (exclusive) is after its start (inclusive), no negative limit.
 func (f Filter) Validate() error {

@@ -16,27 +16,6 @@ var _ audit.EventStore = (*Store)(nil)
 const eventColumns = `id, tenant_id, seq, ts_unix_us, actor_id, actor_role, type, subject_type, subject_id,
 	outcome, client_hash, request_id, details, prev_hash, hash`
 
-// Event times must fit DateTime (UInt32 seconds). The SQLite store applies
-// the same bounds, so both accept the same events.
-var (
-	minTime = time.Unix(0, 0)
-	maxTime = time.Date(2106, 1, 1, 0, 0, 0, 0, time.UTC)
-)
-
-func validateEvent(e audit.Event) error {
-	switch {
-	case e.ID == "":
-		return fmt.Errorf("audit event without id (tenant %q, type %q)", e.TenantID, e.Type)
-	case e.TenantID == "":
-		return fmt.Errorf("audit event %s without tenant", e.ID)
-	case e.Time.Before(minTime) || !e.Time.Before(maxTime):
-		return fmt.Errorf("audit event %s: time %v outside 1970..2105", e.ID, e.Time)
-	case e.Seq < 0:
-		return fmt.Errorf("audit event %s: negative seq %d", e.ID, e.Seq)
-	}
-	return nil
-}
-
 // Append inserts events in one batch. Events already stored are inserted
 // again; reads skip the copies and merges remove them.
 // The whole batch is validated first, so a bad event sends nothing.
@@ -45,7 +24,7 @@ func (s *Store) Append(ctx context.Context, events []audit.Event) error {
 		return nil
 	}
 	for _, e := range events {
-		if err := validateEvent(e); err != nil {
+		if err := e.ValidateStored(); err != nil {
 			return fmt.Errorf("append audit events: %w", err)
 		}
 	}
@@ -140,7 +119,7 @@ func where(f audit.Filter) (string, []any) {
 	return strings.Join(conds, " AND "), args
 }
 
-func floorSec(us int64) int64 { return us / 1e6 } // us >= 0, see validateEvent
+func floorSec(us int64) int64 { return us / 1e6 } // us >= 0, see audit.Event.ValidateStored
 
 func utcDay(us int64) string { return time.UnixMicro(us).UTC().Format(time.DateOnly) }
 

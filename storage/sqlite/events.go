@@ -22,27 +22,6 @@ func NewEventStore(db *sql.DB) *EventStore { return &EventStore{db: db} }
 const eventColumns = `id, tenant_id, seq, ts, actor_id, actor_role, type, subject_type, subject_id,
 	outcome, client_hash, request_id, details, prev_hash, hash`
 
-// minTime and maxTime bound event times to what ClickHouse's DateTime holds,
-// so both stores accept the same events.
-var (
-	minTime = time.Unix(0, 0)
-	maxTime = time.Date(2106, 1, 1, 0, 0, 0, 0, time.UTC)
-)
-
-func validateEvent(e audit.Event) error {
-	switch {
-	case e.ID == "":
-		return fmt.Errorf("audit event without id (tenant %q, type %q)", e.TenantID, e.Type)
-	case e.TenantID == "":
-		return fmt.Errorf("audit event %s without tenant", e.ID)
-	case e.Time.Before(minTime) || !e.Time.Before(maxTime):
-		return fmt.Errorf("audit event %s: time %v outside 1970..2105", e.ID, e.Time)
-	case e.Seq < 0:
-		return fmt.Errorf("audit event %s: negative seq %d", e.ID, e.Seq)
-	}
-	return nil
-}
-
 // Append inserts events in one transaction; an event whose ID is already
 // stored is skipped, so a batch shipped twice is stored once.
 func (s *EventStore) Append(ctx context.Context, events []audit.Event) (err error) {
@@ -50,7 +29,7 @@ func (s *EventStore) Append(ctx context.Context, events []audit.Event) (err erro
 		return nil
 	}
 	for _, e := range events {
-		if err := validateEvent(e); err != nil {
+		if err := e.ValidateStored(); err != nil {
 			return fmt.Errorf("append audit events: %w", err)
 		}
 	}
@@ -212,7 +191,7 @@ func (s *EventStore) Chain(ctx context.Context, tenantID string, fn func(audit.E
 const microsPerDay = 86_400_000_000
 
 // CountByDayAndType counts events matching f (After and Limit ignored) per
-// UTC day and type. ts is never negative (see validateEvent), so integer
+// UTC day and type. ts is never negative (see audit.Event.ValidateStored), so integer
 // division gives the UTC day.
 func (s *EventStore) CountByDayAndType(ctx context.Context, f audit.Filter) ([]audit.DayCount, error) {
 	f.After, f.Limit = nil, 0
