@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"postbox/audit"
+	"postbox/kasse"
 )
 
 // Meta is the request context the auth flows record: a keyed hash of the
@@ -103,6 +104,29 @@ func (s *Service) codeHash(tenantID, accountID, purpose, code string) string {
 // linkHash is for random link tokens, found by their hash alone.
 func (s *Service) linkHash(purpose, token string) string {
 	return keyed(s.tokenKey, purpose, token)
+}
+
+// redeemLink finds the usable token of a mailed link and its account, which
+// must be in status want; anything else is ErrTokenInvalid. It returns the
+// account's Kasse and the transaction's time too, which every link flow needs.
+func (s *Service) redeemLink(ctx context.Context, tx Tx, purpose, link string, want AccountStatus) (Token, Account, kasse.Kasse, time.Time, error) {
+	tk, err := tx.TokenByHash(ctx, purpose, s.linkHash(purpose, link))
+	if err != nil {
+		return Token{}, Account{}, kasse.Kasse{}, time.Time{}, err
+	}
+	now := tx.Now()
+	if !tk.Usable(now) {
+		return Token{}, Account{}, kasse.Kasse{}, time.Time{}, ErrTokenInvalid
+	}
+	a, err := tx.AccountByID(ctx, tk.TenantID, tk.AccountID)
+	if err != nil || a.Status != want {
+		return Token{}, Account{}, kasse.Kasse{}, time.Time{}, ErrTokenInvalid
+	}
+	k, err := s.store.Kasse(ctx, a.TenantID)
+	if err != nil {
+		return Token{}, Account{}, kasse.Kasse{}, time.Time{}, err
+	}
+	return tk, a, k, now, nil
 }
 
 // accountTokenHash is for short codes (Freischaltcode, activation code),

@@ -266,19 +266,7 @@ type InvitationCompletion struct {
 func (s *Service) CompleteInvitation(ctx context.Context, m Meta, link string, c InvitationCompletion) (DeviceEnrollment, error) {
 	var out DeviceEnrollment
 	err := s.inTx(ctx, func(tx Tx) error {
-		tk, err := tx.TokenByHash(ctx, PurposeInvitation, s.linkHash(PurposeInvitation, link))
-		if err != nil {
-			return err
-		}
-		now := tx.Now()
-		if !tk.Usable(now) {
-			return ErrTokenInvalid
-		}
-		a, err := tx.AccountByID(ctx, tk.TenantID, tk.AccountID)
-		if err != nil || a.Status != StatusInvited {
-			return ErrTokenInvalid
-		}
-		k, err := s.store.Kasse(ctx, a.TenantID)
+		_, a, k, now, err := s.redeemLink(ctx, tx, PurposeInvitation, link, StatusInvited)
 		if err != nil {
 			return err
 		}

@@ -236,19 +236,7 @@ func (s *Service) ConfirmRegistrationMobile(ctx context.Context, m Meta, token, 
 func (s *Service) ConfirmEmail(ctx context.Context, m Meta, link string) error {
 	var letter Letter
 	err := s.inTx(ctx, func(tx Tx) error {
-		tk, err := tx.TokenByHash(ctx, PurposeEmailConfirm, s.linkHash(PurposeEmailConfirm, link))
-		if err != nil {
-			return err
-		}
-		now := tx.Now()
-		if !tk.Usable(now) {
-			return ErrTokenInvalid
-		}
-		a, err := tx.AccountByID(ctx, tk.TenantID, tk.AccountID)
-		if err != nil || a.Status != StatusPending {
-			return ErrTokenInvalid
-		}
-		k, err := s.store.Kasse(ctx, a.TenantID)
+		tk, a, k, now, err := s.redeemLink(ctx, tx, PurposeEmailConfirm, link, StatusPending)
 		if err != nil {
 			return err
 		}
