@@ -146,7 +146,9 @@ func (s *Store) ClaimMails(ctx context.Context, c notifier.Claim) ([]notifier.Jo
 }
 
 // MarkMailsSent implements notifier.Outbox: one statement for the jobs of
-// one claim.
+// one claim. The template data is cleared with it: it may hold a one-time
+// link token (password reset, e-mail confirmation, invitation), which must
+// not outlive the send in the database.
 func (s *Store) MarkMailsSent(ctx context.Context, token string, ids []string) (int, error) {
 	if len(ids) == 0 {
 		return 0, nil
@@ -156,7 +158,7 @@ func (s *Store) MarkMailsSent(ctx context.Context, token string, ids []string) (
 	for i, id := range ids {
 		marks[i] = a.add(id)
 	}
-	res, err := s.db.ExecContext(ctx, s.rebind(`UPDATE mail_outbox SET status = 'sent', sent_at = $1, last_error = '', lease_until = 0
+	res, err := s.db.ExecContext(ctx, s.rebind(`UPDATE mail_outbox SET status = 'sent', sent_at = $1, last_error = '', lease_until = 0, data = '{}'
 		WHERE claim_token = $2 AND status = 'sending' AND id IN (`+strings.Join(marks, ", ")+`)`), a...)
 	if err != nil {
 		return 0, fmt.Errorf("mark mails sent: %w", err)

@@ -623,6 +623,8 @@ func testMailbox(t *testing.T, newStore func(t *testing.T) (*sqldb.Store, []sqld
 		}
 		if j, _ := s.MailJob(ctx, other.ID); j.Status != notifier.StatusSent || !j.SentAt.Equal(clock) {
 			t.Fatalf("sent job: %+v", j)
+		} else if len(j.Data) != 0 {
+			t.Fatalf("sent job still holds its template data (may be a link token): %v", j.Data)
 		}
 		// Giving up writes the audit event in the same transaction, and the
 		// caseworkers of the person's team see it (masked).
