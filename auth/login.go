@@ -98,6 +98,14 @@ func (s *Service) Login(ctx context.Context, m Meta, tenantID, username, passwor
 		return LoginResult{}, err
 	}
 	ok = ok && found && a.PasswordHash != ""
+	// A hash made with older cost parameters is replaced while the
+	// password is at hand (only after it proved right).
+	var rehash string
+	if ok && NeedsRehash(a.PasswordHash, s.opts.Argon2) {
+		if rehash, err = HashSecret(password, s.opts.Argon2); err != nil {
+			return LoginResult{}, err
+		}
+	}
 	if !found {
 		if kerr == nil {
 			err := s.inTx(ctx, func(tx Tx) error {
@@ -113,6 +121,7 @@ func (s *Service) Login(ctx context.Context, m Meta, tenantID, username, passwor
 
 	var res LoginResult
 	var sms []pendingSMS
+	checked := a.PasswordHash
 	err = s.inTx(ctx, func(tx Tx) error {
 		a, err := tx.AccountByID(ctx, a.TenantID, a.ID) // locked for the rest of the transaction
 		if err != nil {
@@ -140,8 +149,14 @@ func (s *Service) Login(ctx context.Context, m Meta, tenantID, username, passwor
 			}
 			return errCommit{ErrLoginFailed}
 		}
-		if a.FailedLogins != 0 {
+		// The rehash applies only if the password did not change since
+		// it was checked outside this transaction.
+		rehashed := rehash != "" && a.PasswordHash == checked
+		if a.FailedLogins != 0 || rehashed {
 			a.FailedLogins = 0
+			if rehashed {
+				a.PasswordHash = rehash
+			}
 			if err := tx.UpdateAccount(ctx, a); err != nil {
 				return err
 			}

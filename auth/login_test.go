@@ -349,3 +349,51 @@ func TestDeviceActivationCodeLifetime(t *testing.T) {
 		}
 	})
 }
+
+// A hash made with other cost parameters is replaced by one with the
+// service's parameters at the next successful login, and only then.
+func TestLoginRehashesOutdatedPasswordHash(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, e *env) {
+		ctx := context.Background()
+		const pw, mobile = "Kx7#mPq2vR", "+4915112345678"
+		acc := e.activeInsured("erika", pw, mobile)
+		older := fastArgon
+		older.Time++
+		oldHash, err := auth.HashSecret(pw, older)
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.exec(`UPDATE accounts SET password_hash = $1 WHERE id = $2`, oldHash, acc.ID)
+		stored := func() string {
+			var h string
+			e.scan(`SELECT password_hash FROM accounts WHERE id = $1`, []any{acc.ID}, &h)
+			return h
+		}
+		if !auth.NeedsRehash(oldHash, fastArgon) || auth.NeedsRehash(stored(), older) {
+			t.Fatal("NeedsRehash does not tell the parameters apart")
+		}
+
+		// A wrong password leaves the hash alone.
+		if _, err := e.svc.Login(ctx, meta, e.kasse.ID, "erika", "Falsch#123x", ""); !errors.Is(err, auth.ErrLoginFailed) {
+			t.Fatalf("wrong password: %v", err)
+		}
+		if stored() != oldHash {
+			t.Fatal("a wrong password changed the stored hash")
+		}
+		// The right one logs in and leaves a hash with today's parameters
+		// that still verifies the same password.
+		if r := e.loginMTAN("erika", pw, mobile); r.Stage != auth.StageDone {
+			t.Fatalf("login: %+v", r)
+		}
+		h := stored()
+		if h == oldHash || auth.NeedsRehash(h, fastArgon) {
+			t.Fatalf("hash not renewed: %s", h)
+		}
+		if ok, err := auth.VerifySecret(pw, h); !ok || err != nil {
+			t.Fatalf("renewed hash does not verify the password: %v %v", ok, err)
+		}
+		if r := e.loginMTAN("erika", pw, mobile); r.Stage != auth.StageDone || stored() != h {
+			t.Fatalf("second login: %+v (hash changed again: %v)", r, stored() != h)
+		}
+	})
+}

@@ -47,27 +47,43 @@ func HashSecret(secret string, p Argon2Params) (string, error) {
 
 // VerifySecret compares secret with a PHC hash in constant time.
 func VerifySecret(secret, encoded string) (bool, error) {
-	parts := strings.Split(encoded, "$")
-	if len(parts) != 6 || parts[1] != "argon2id" {
-		return false, ErrMalformedHash
-	}
-	var version int
-	if _, err := fmt.Sscanf(parts[2], "v=%d", &version); err != nil || version != argon2.Version {
-		return false, ErrMalformedHash
-	}
-	var p Argon2Params
-	if _, err := fmt.Sscanf(parts[3], "m=%d,t=%d,p=%d", &p.MemoryKiB, &p.Time, &p.Threads); err != nil {
-		return false, ErrMalformedHash
-	}
-	b64 := base64.RawStdEncoding
-	salt, err := b64.DecodeString(parts[4])
+	p, salt, want, err := parsePHC(encoded)
 	if err != nil {
-		return false, ErrMalformedHash
-	}
-	want, err := b64.DecodeString(parts[5])
-	if err != nil || len(want) == 0 {
-		return false, ErrMalformedHash
+		return false, err
 	}
 	got := argon2.IDKey([]byte(secret), salt, p.Time, p.MemoryKiB, p.Threads, uint32(len(want)))
 	return subtle.ConstantTimeCompare(got, want) == 1, nil
+}
+
+// NeedsRehash reports whether encoded was made with other cost parameters
+// than p (or cannot be read), so that a successful login can store a hash
+// with today's parameters: raising DefaultArgon2 then reaches every active
+// account without a password reset.
+func NeedsRehash(encoded string, p Argon2Params) bool {
+	got, salt, key, err := parsePHC(encoded)
+	return err != nil || got.MemoryKiB != p.MemoryKiB || got.Time != p.Time || got.Threads != p.Threads ||
+		len(salt) != p.SaltLen || uint32(len(key)) != p.KeyLen
+}
+
+// parsePHC reads $argon2id$v=19$m=..,t=..,p=..$salt$key.
+func parsePHC(encoded string) (p Argon2Params, salt, key []byte, err error) {
+	parts := strings.Split(encoded, "$")
+	if len(parts) != 6 || parts[1] != "argon2id" {
+		return p, nil, nil, ErrMalformedHash
+	}
+	var version int
+	if _, err := fmt.Sscanf(parts[2], "v=%d", &version); err != nil || version != argon2.Version {
+		return p, nil, nil, ErrMalformedHash
+	}
+	if _, err := fmt.Sscanf(parts[3], "m=%d,t=%d,p=%d", &p.MemoryKiB, &p.Time, &p.Threads); err != nil {
+		return p, nil, nil, ErrMalformedHash
+	}
+	b64 := base64.RawStdEncoding
+	if salt, err = b64.DecodeString(parts[4]); err != nil {
+		return p, nil, nil, ErrMalformedHash
+	}
+	if key, err = b64.DecodeString(parts[5]); err != nil || len(key) == 0 {
+		return p, nil, nil, ErrMalformedHash
+	}
+	return p, salt, key, nil
 }
