@@ -24,6 +24,7 @@ Usage:
   postbox pin issue --kasse ID --kvnr KVNR --type ANLIEGEN --text TEXT --out FILE [--print-pin]
                                       issue an Einmal-PIN and write its letter (PDF)
   postbox config                      print the settings table (Markdown)
+  postbox bench [--quick]             measure against the running services, regenerate BENCHMARKS.md
 
 Settings are flags or POSTBOX_* environment variables; "postbox serve -h" lists them.
 `
@@ -52,6 +53,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		err = cmdPin(ctx, args[1:], getenv, stdout)
 	case "config":
 		fmt.Fprint(stdout, configTable())
+	case "bench":
+		err = cmdBench(ctx, args[1:], getenv, stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 	default:
