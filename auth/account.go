@@ -62,6 +62,7 @@ type Account struct {
 	// Added by the auth schema (0005); zero times mean "never".
 	Mobile             string // E.164; the mTAN goes here
 	MobilePending      string // new number while a change waits for its codes
+	EmailPending       string // new address while a change waits for its link
 	OrgID              string // provider organisation
 	Salutation         string
 	GivenName          string

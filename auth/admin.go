@@ -135,7 +135,7 @@ func (s *Service) EndAccount(ctx context.Context, m Meta, actor Principal, accou
 				}
 			}
 		}
-		for _, purpose := range []string{PurposeEmailConfirm, PurposeUnlockCode, PurposePasswordReset, PurposeResetLetter, PurposeInvitation, PurposeDeviceActivation} {
+		for _, purpose := range []string{PurposeEmailConfirm, PurposeUnlockCode, PurposePasswordReset, PurposeResetLetter, PurposeInvitation, PurposeDeviceActivation, PurposeEmailChange} {
 			if err := tx.RevokeTokens(ctx, a.TenantID, a.ID, purpose, now); err != nil {
 				return err
 			}

@@ -80,6 +80,7 @@ const (
 	PurposeResetLetter      = "reset_letter"   // code by letter after "Passwort vergessen"
 	PurposeInvitation       = "invitation"
 	PurposeDeviceActivation = "device_activation"
+	PurposeEmailChange      = "email_change" // link to a new e-mail address
 
 	CodeLogin         = "login"
 	CodeStepUp        = "stepup"
@@ -95,6 +96,10 @@ const (
 	MTANMaxAttempts = 5 // wrong entries before a code is void
 	// ResetLinkLifetime is how long a password reset link by e-mail works.
 	ResetLinkLifetime = 24 * time.Hour
+	// EmailChangeLinkLifetime is how long the link to a new e-mail address
+	// works; the change was asked for in a logged-in session, so a day is
+	// enough and keeps a mistyped address from waiting for weeks.
+	EmailChangeLinkLifetime = 24 * time.Hour
 )
 
 func (s *Service) codeHash(tenantID, accountID, purpose, code string) string {

@@ -618,3 +618,103 @@ func mustCode(t *testing.T, secret string, at time.Time) string {
 	}
 	return c
 }
+
+// A new e-mail address counts only once the link sent to it is opened; the
+// old address is told about the change and keeps getting mail until then.
+func TestEmailChangeNeedsTheLinkSentToTheNewAddress(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, e *env) {
+		ctx := context.Background()
+		const pw, mobile = "Kx7#mPq2vR", "+4915112345678"
+		acc := e.activeInsured("erika", pw, mobile)
+		done := e.loginMTAN("erika", pw, mobile)
+		sess, _ := e.svc.ResolveSession(ctx, done.Token)
+		if err := e.svc.UpdateProfile(ctx, meta, sess, auth.ProfileUpdate{Email: "neu@example.org"}); !errors.Is(err, auth.ErrStepUpRequired) {
+			t.Fatalf("change without step-up: %v", err)
+		}
+		if _, err := e.svc.RequestStepUpMTAN(ctx, meta, sess); err != nil {
+			t.Fatal(err)
+		}
+		if err := e.svc.StepUp(ctx, meta, sess, "mtan", e.lastCode(mobile)); err != nil {
+			t.Fatal(err)
+		}
+		sess, _ = e.svc.ResolveSession(ctx, done.Token)
+		view := func() auth.AccountView {
+			v, err := e.svc.Me(ctx, sess)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return v
+		}
+
+		if err := e.svc.UpdateProfile(ctx, meta, sess, auth.ProfileUpdate{Email: "kein-at-zeichen"}); err == nil || !strings.Contains(err.Error(), "E-Mail") {
+			t.Fatalf("malformed address: %v", err)
+		}
+		if err := e.svc.UpdateProfile(ctx, meta, sess, auth.ProfileUpdate{Email: "Neu@Example.org"}); err != nil {
+			t.Fatal(err)
+		}
+		if v := view(); v.Email != "erika@example.org" || v.EmailPending != "neu@example.org" {
+			t.Fatalf("before the link: address %q, waiting %q", v.Email, v.EmailPending)
+		}
+		e.mailLink(auth.TemplateEmailChangeNotice, "erika@example.org") // the old address is told
+		first := e.mailLink(auth.TemplateEmailChange, "neu@example.org")
+
+		// Asking again sends a fresh link; the first one is void.
+		e.clock.Add(time.Second)
+		if err := e.svc.UpdateProfile(ctx, meta, sess, auth.ProfileUpdate{Email: "neu@example.org", ResendEmailLink: true}); err != nil {
+			t.Fatal(err)
+		}
+		link := e.mailLink(auth.TemplateEmailChange, "neu@example.org")
+		if link == first {
+			t.Fatal("no fresh link")
+		}
+		if err := e.svc.ConfirmEmailChange(ctx, meta, first); !errors.Is(err, auth.ErrTokenInvalid) {
+			t.Fatalf("first link after a resend: %v", err)
+		}
+		if err := e.svc.ConfirmEmailChange(ctx, meta, "erfunden"); !errors.Is(err, auth.ErrTokenInvalid) {
+			t.Fatalf("made-up link: %v", err)
+		}
+		if err := e.svc.ConfirmEmailChange(ctx, meta, link); err != nil {
+			t.Fatal(err)
+		}
+		if v := view(); v.Email != "neu@example.org" || v.EmailPending != "" {
+			t.Fatalf("after the link: address %q, waiting %q", v.Email, v.EmailPending)
+		}
+		if err := e.svc.ConfirmEmailChange(ctx, meta, link); !errors.Is(err, auth.ErrTokenInvalid) {
+			t.Fatalf("link used twice: %v", err)
+		}
+		if req, ok := e.events("auth.email.change_requested"), e.events("auth.email.changed"); len(req) != 2 || len(ok) != 1 || ok[0].SubjectID != acc.ID {
+			t.Fatalf("events: requested %+v, changed %+v", req, ok)
+		}
+
+		// Going back to the confirmed address drops the waiting one.
+		if err := e.svc.UpdateProfile(ctx, meta, sess, auth.ProfileUpdate{Email: "dritte@example.org"}); err != nil {
+			t.Fatal(err)
+		}
+		dropped := e.mailLink(auth.TemplateEmailChange, "dritte@example.org")
+		e.clock.Add(time.Second)
+		if err := e.svc.UpdateProfile(ctx, meta, sess, auth.ProfileUpdate{Email: "neu@example.org"}); err != nil {
+			t.Fatal(err)
+		}
+		if v := view(); v.EmailPending != "" {
+			t.Fatalf("still waiting: %q", v.EmailPending)
+		}
+		if err := e.svc.ConfirmEmailChange(ctx, meta, dropped); !errors.Is(err, auth.ErrTokenInvalid) {
+			t.Fatalf("link of a dropped change: %v", err)
+		}
+
+		// A link older than a day no longer works.
+		if err := e.svc.UpdateProfile(ctx, meta, sess, auth.ProfileUpdate{Email: "vierte@example.org"}); err != nil {
+			t.Fatal(err)
+		}
+		late := e.mailLink(auth.TemplateEmailChange, "vierte@example.org")
+		e.clock.Add(auth.EmailChangeLinkLifetime + time.Minute)
+		if err := e.svc.ConfirmEmailChange(ctx, meta, late); !errors.Is(err, auth.ErrTokenInvalid) {
+			t.Fatalf("expired link: %v", err)
+		}
+		var email string
+		e.scan(`SELECT email FROM accounts WHERE id = $1`, []any{acc.ID}, &email)
+		if email != "neu@example.org" {
+			t.Fatalf("expired link changed the address to %q", email)
+		}
+	})
+}

@@ -24,6 +24,10 @@ const (
 	// "Einladung": provider user invitation, valid
 	// Settings.InvitationLifetime (seed 001: 720 hours).
 	TemplateInvitation = notifier.TemplateInvitation
+	// "Bitte bestätigen Sie Ihre neue E-Mail-Adresse" (to the new address)
+	// and the notice to the old one.
+	TemplateEmailChange       = notifier.TemplateEmailChange
+	TemplateEmailChangeNotice = notifier.TemplateEmailChangeNotice
 )
 
 // Paths of the pages the links lead to (the web layer serves them).
@@ -31,6 +35,7 @@ const (
 	PathEmailConfirm  = "/registrierung/bestaetigen"
 	PathPasswordReset = "/passwort/neu"
 	PathInvitation    = "/einladung"
+	PathEmailChange   = "/konto/email/bestaetigen"
 )
 
 func (s *Service) portal(k kasse.Kasse) string {
@@ -48,7 +53,11 @@ func (s *Service) link(k kasse.Kasse, path, token string) string {
 }
 
 func (s *Service) enqueueMail(ctx context.Context, tx Tx, k kasse.Kasse, a Account, t notifier.Template, link string) error {
-	_, err := tx.EnqueueMail(ctx, notifier.Job{TenantID: a.TenantID, Recipient: a.Email, Template: t, PersonID: a.PersonID,
+	return s.enqueueMailTo(ctx, tx, k, a, a.Email, t, link)
+}
+
+func (s *Service) enqueueMailTo(ctx context.Context, tx Tx, k kasse.Kasse, a Account, to string, t notifier.Template, link string) error {
+	_, err := tx.EnqueueMail(ctx, notifier.Job{TenantID: a.TenantID, Recipient: to, Template: t, PersonID: a.PersonID,
 		Data: map[string]string{notifier.DataKasseName: k.Name, notifier.DataPortalURL: s.portal(k), notifier.DataLoginURL: link}})
 	return err
 }

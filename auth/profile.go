@@ -170,12 +170,16 @@ func (s *Service) ConfirmMobileChange(ctx context.Context, m Meta, sess Session,
 	})
 }
 
-// ProfileUpdate changes contact and personal data; empty fields stay.
+// ProfileUpdate changes contact and personal data; empty fields stay. A
+// new e-mail address takes effect only when the link sent to it is opened.
 type ProfileUpdate struct {
-	Email      string
-	Salutation string
-	GivenName  string
-	FamilyName string
+	Email string
+	// ResendEmailLink sends the link again when Email is the address that
+	// already waits for confirmation.
+	ResendEmailLink bool
+	Salutation      string
+	GivenName       string
+	FamilyName      string
 }
 
 // UpdateProfile changes personal or contact data (fresh security code
@@ -191,13 +195,21 @@ func (s *Service) UpdateProfile(ctx context.Context, m Meta, sess Session, u Pro
 			return ErrStepUpRequired
 		}
 		var changed []string
+		newEmail := ""
 		if u.Email != "" {
 			email, err := NormalizeEmail(u.Email)
 			if err != nil {
 				return FieldErrors{err.(*FieldError)}
 			}
-			if email != a.Email {
-				a.Email, changed = email, append(changed, "email")
+			switch {
+			case email == a.Email && a.EmailPending != "":
+				// Back to the confirmed address: the waiting change is void.
+				a.EmailPending, changed = "", append(changed, "email_pending")
+				if err := tx.RevokeTokens(ctx, a.TenantID, a.ID, PurposeEmailChange, tx.Now()); err != nil {
+					return err
+				}
+			case email != a.Email && (email != a.EmailPending || u.ResendEmailLink):
+				newEmail = email
 			}
 		}
 		if a.IsProvider() {
@@ -217,6 +229,11 @@ func (s *Service) UpdateProfile(ctx context.Context, m Meta, sess Session, u Pro
 		} else if u.GivenName != "" || u.FamilyName != "" || u.Salutation != "" {
 			return FieldErrors{{Field: "name", Message: "Namensänderungen nehmen wir mit einem amtlichen Nachweis entgegen (z. B. Heiratsurkunde). Bitte senden Sie ihn uns über Ihr Postfach."}}
 		}
+		if newEmail != "" {
+			if err := s.requestEmailChange(ctx, tx, m, &a, newEmail); err != nil {
+				return err
+			}
+		}
 		if len(changed) == 0 {
 			return nil
 		}
@@ -226,6 +243,67 @@ func (s *Service) UpdateProfile(ctx context.Context, m Meta, sess Session, u Pro
 		fields, _ := json.Marshal(changed)
 		return s.record(ctx, tx, m, audit.Event{TenantID: a.TenantID, ActorID: a.ID, ActorRole: string(a.Role),
 			Type: "auth.profile.changed", SubjectType: "account", SubjectID: a.ID, Details: `{"fields":` + string(fields) + `}`})
+	})
+}
+
+// requestEmailChange parks the new address, sends it the confirmation link
+// and tells the confirmed address (if any) that a change was asked for, so
+// a taken-over session cannot quietly redirect password reset mails.
+func (s *Service) requestEmailChange(ctx context.Context, tx Tx, m Meta, a *Account, email string) error {
+	k, err := s.store.Kasse(ctx, a.TenantID)
+	if err != nil {
+		return err
+	}
+	now := tx.Now()
+	link, err := newLinkToken()
+	if err != nil {
+		return err
+	}
+	if err := tx.RevokeTokens(ctx, a.TenantID, a.ID, PurposeEmailChange, now); err != nil {
+		return err
+	}
+	if err := tx.CreateToken(ctx, Token{ID: newID(), TenantID: a.TenantID, AccountID: a.ID, Purpose: PurposeEmailChange,
+		Hash: s.linkHash(PurposeEmailChange, link), CreatedAt: now, ExpiresAt: now.Add(EmailChangeLinkLifetime)}); err != nil {
+		return err
+	}
+	if err := s.enqueueMailTo(ctx, tx, k, *a, email, TemplateEmailChange, s.link(k, PathEmailChange, link)); err != nil {
+		return err
+	}
+	if a.Email != "" && a.EmailPending != email {
+		if err := s.enqueueMailTo(ctx, tx, k, *a, a.Email, TemplateEmailChangeNotice, s.link(k, "/anmelden", "")); err != nil {
+			return err
+		}
+	}
+	a.EmailPending = email
+	if err := tx.UpdateAccount(ctx, *a); err != nil {
+		return err
+	}
+	return s.record(ctx, tx, m, audit.Event{TenantID: a.TenantID, ActorID: a.ID, ActorRole: string(a.Role),
+		Type: "auth.email.change_requested", SubjectType: "account", SubjectID: a.ID})
+}
+
+// ConfirmEmailChange redeems the link sent to a new address: it becomes
+// the account's address. The link is the proof; no session is needed, as
+// the link may be opened on another device.
+func (s *Service) ConfirmEmailChange(ctx context.Context, m Meta, link string) error {
+	return s.inTx(ctx, func(tx Tx) error {
+		tk, a, _, now, err := s.redeemLink(ctx, tx, PurposeEmailChange, link, StatusActive)
+		if err != nil {
+			return err
+		}
+		if a.EmailPending == "" {
+			return ErrTokenInvalid
+		}
+		tk.UsedAt = now
+		if err := tx.UpdateToken(ctx, tk); err != nil {
+			return err
+		}
+		a.Email, a.EmailPending, a.EmailConfirmedAt = a.EmailPending, "", now
+		if err := tx.UpdateAccount(ctx, a); err != nil {
+			return err
+		}
+		return s.record(ctx, tx, m, audit.Event{TenantID: a.TenantID, ActorID: a.ID, ActorRole: string(a.Role),
+			Type: "auth.email.changed", SubjectType: "account", SubjectID: a.ID})
 	})
 }
 
@@ -261,6 +339,7 @@ type AccountView struct {
 	Email            string
 	MobileHint       string
 	MobilePending    bool
+	EmailPending     string // new address waiting for its link
 	SecurityQuestion string
 	ConsentVersion   string
 	ConsentAt        time.Time
@@ -277,7 +356,7 @@ func (s *Service) Me(ctx context.Context, sess Session) (AccountView, error) {
 			return err
 		}
 		v = AccountView{ID: a.ID, Username: a.Username, Role: a.Role, DisplayName: a.DisplayName, Email: a.Email,
-			MobilePending: a.MobilePending != "", SecurityQuestion: a.SecurityQuestion, ConsentVersion: a.ConsentVersion,
+			MobilePending: a.MobilePending != "", EmailPending: a.EmailPending, SecurityQuestion: a.SecurityQuestion, ConsentVersion: a.ConsentVersion,
 			ConsentAt: a.ConsentAt, PasswordChanged: a.PasswordChangedAt}
 		if a.Mobile != "" {
 			v.MobileHint = MaskMobile(a.Mobile)

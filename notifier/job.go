@@ -18,6 +18,12 @@ const (
 	TemplateUnlockLetterSent Template = "auth_unlock_letter_sent" // seed 002: Freischaltcode letter announced
 	TemplatePasswordReset    Template = "auth_password_reset"
 	TemplateInvitation       Template = "auth_invitation" // seed 001: 720 hours
+	// TemplateEmailChange goes to a new address with the link that makes
+	// it the account's address (24 hours).
+	TemplateEmailChange Template = "auth_email_change"
+	// TemplateEmailChangeNotice tells the old address that a change was
+	// asked for (NIST SP 800-63B: notify the subscriber of changes).
+	TemplateEmailChangeNotice Template = "auth_email_change_notice"
 )
 
 // Job states in the mail outbox.

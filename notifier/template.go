@@ -28,12 +28,14 @@ var templateFS embed.FS
 // subjects are neutral on purpose: a subject line is shown on lock screens
 // and in shared inboxes.
 var subjects = map[Template]string{
-	TemplateNewMessage:       "Neue Nachricht in Ihrem Postfach",
-	TemplateStatusChanged:    "Neuigkeiten zu Ihrem Vorgang",
-	TemplateEmailConfirm:     "Bitte bestätigen Sie Ihre E-Mail-Adresse",
-	TemplateUnlockLetterSent: "Ihr Freischaltcode ist unterwegs",
-	TemplatePasswordReset:    "Neues Passwort festlegen",
-	TemplateInvitation:       "Einladung zur Registrierung",
+	TemplateNewMessage:        "Neue Nachricht in Ihrem Postfach",
+	TemplateStatusChanged:     "Neuigkeiten zu Ihrem Vorgang",
+	TemplateEmailConfirm:      "Bitte bestätigen Sie Ihre E-Mail-Adresse",
+	TemplateUnlockLetterSent:  "Ihr Freischaltcode ist unterwegs",
+	TemplatePasswordReset:     "Neues Passwort festlegen",
+	TemplateInvitation:        "Einladung zur Registrierung",
+	TemplateEmailChange:       "Bitte bestätigen Sie Ihre neue E-Mail-Adresse",
+	TemplateEmailChangeNotice: "Ihre E-Mail-Adresse soll geändert werden",
 }
 
 type mailTemplates struct {

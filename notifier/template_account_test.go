@@ -19,6 +19,8 @@ func TestAccountMailsRender(t *testing.T) {
 		{notifier.TemplateUnlockLetterSent, "Ihr Freischaltcode ist unterwegs", "per Post unterwegs"},
 		{notifier.TemplatePasswordReset, "Neues Passwort festlegen", "24 Stunden gültig"},
 		{notifier.TemplateInvitation, "Einladung zur Registrierung", "720 Stunden"},
+		{notifier.TemplateEmailChange, "Bitte bestätigen Sie Ihre neue E-Mail-Adresse", "24 Stunden gültig"},
+		{notifier.TemplateEmailChangeNotice, "Ihre E-Mail-Adresse soll geändert werden", "nicht selbst veranlasst"},
 	} {
 		t.Run(string(tc.tmpl), func(t *testing.T) {
 			link := "https://portal.example/pfad?token=abc%2Bdef"

@@ -16,7 +16,7 @@ import (
 const authAccountColumns = `id, tenant_id, role, username, email, display_name, person_id, password_hash, status, created_at,
 	mobile, mobile_pending, org_id, salutation, given_name, family_name, profile, failed_logins, lock_reason, locked_at,
 	password_changed_at, email_confirmed_at, mobile_confirmed_at, activated_at, security_question, security_answer_hash,
-	consent_version, consent_at, invited_by, ended_at, updated_at`
+	consent_version, consent_at, invited_by, ended_at, updated_at, email_pending`
 
 func scanAuthAccount(row interface{ Scan(...any) error }) (auth.Account, error) {
 	var (
@@ -29,7 +29,7 @@ func scanAuthAccount(row interface{ Scan(...any) error }) (auth.Account, error) 
 	err := row.Scan(&a.ID, &a.TenantID, &role, &a.Username, &a.Email, &a.DisplayName, &person, &a.PasswordHash, &status, &created,
 		&a.Mobile, &a.MobilePending, &a.OrgID, &a.Salutation, &a.GivenName, &a.FamilyName, &a.Profile, &a.FailedLogins, &a.LockReason, &locked,
 		&pwChanged, &emailOK, &mobileOK, &activated, &a.SecurityQuestion, &a.SecurityAnswerHash,
-		&a.ConsentVersion, &consentAt, &a.InvitedBy, &ended, &updated)
+		&a.ConsentVersion, &consentAt, &a.InvitedBy, &ended, &updated, &a.EmailPending)
 	if errors.Is(err, sql.ErrNoRows) {
 		return a, auth.ErrAccountNotFound
 	}
@@ -70,13 +70,13 @@ func (t authTx) CreateAccount(ctx context.Context, a auth.Account) error {
 	_, err := t.exec(ctx, `INSERT INTO accounts (id, tenant_id, role, username, email, display_name, person_id, password_hash, status, created_at,
 		mobile, mobile_pending, org_id, salutation, given_name, family_name, profile, failed_logins, lock_reason, locked_at,
 		password_changed_at, email_confirmed_at, mobile_confirmed_at, activated_at, security_question, security_answer_hash,
-		consent_version, consent_at, invited_by, ended_at, updated_at)
+		consent_version, consent_at, invited_by, ended_at, updated_at, email_pending)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20,
-		$21, $22, $23, $24, $25, $26, $27, $28, $29, $30, $31)`,
+		$21, $22, $23, $24, $25, $26, $27, $28, $29, $30, $31, $32)`,
 		a.ID, a.TenantID, string(a.Role), strings.ToLower(a.Username), strings.ToLower(a.Email), a.DisplayName, person, a.PasswordHash, string(a.Status), micros(a.CreatedAt),
 		a.Mobile, a.MobilePending, a.OrgID, a.Salutation, a.GivenName, a.FamilyName, a.Profile, a.FailedLogins, a.LockReason, micros(a.LockedAt),
 		micros(a.PasswordChangedAt), micros(a.EmailConfirmedAt), micros(a.MobileConfirmedAt), micros(a.ActivatedAt), a.SecurityQuestion, a.SecurityAnswerHash,
-		a.ConsentVersion, micros(a.ConsentAt), a.InvitedBy, micros(a.EndedAt), micros(now))
+		a.ConsentVersion, micros(a.ConsentAt), a.InvitedBy, micros(a.EndedAt), micros(now), strings.ToLower(a.EmailPending))
 	if isUniqueViolation(err) {
 		if strings.Contains(err.Error(), "person") {
 			return fmt.Errorf("person %s: %w", a.PersonID, auth.ErrAlreadyRegistered)
@@ -146,13 +146,13 @@ func (t authTx) UpdateAccount(ctx context.Context, a auth.Account) error {
 		mobile = $6, mobile_pending = $7, org_id = $8, salutation = $9, given_name = $10, family_name = $11, profile = $12,
 		failed_logins = $13, lock_reason = $14, locked_at = $15, password_changed_at = $16, email_confirmed_at = $17,
 		mobile_confirmed_at = $18, activated_at = $19, security_question = $20, security_answer_hash = $21,
-		consent_version = $22, consent_at = $23, invited_by = $24, ended_at = $25, updated_at = $26
-		WHERE tenant_id = $27 AND id = $28`,
+		consent_version = $22, consent_at = $23, invited_by = $24, ended_at = $25, updated_at = $26, email_pending = $27
+		WHERE tenant_id = $28 AND id = $29`,
 		strings.ToLower(a.Username), strings.ToLower(a.Email), a.DisplayName, a.PasswordHash, string(a.Status),
 		a.Mobile, a.MobilePending, a.OrgID, a.Salutation, a.GivenName, a.FamilyName, a.Profile,
 		a.FailedLogins, a.LockReason, micros(a.LockedAt), micros(a.PasswordChangedAt), micros(a.EmailConfirmedAt),
 		micros(a.MobileConfirmedAt), micros(a.ActivatedAt), a.SecurityQuestion, a.SecurityAnswerHash,
-		a.ConsentVersion, micros(a.ConsentAt), a.InvitedBy, micros(a.EndedAt), micros(t.Now()),
+		a.ConsentVersion, micros(a.ConsentAt), a.InvitedBy, micros(a.EndedAt), micros(t.Now()), strings.ToLower(a.EmailPending),
 		a.TenantID, a.ID)
 	if isUniqueViolation(err) {
 		return fmt.Errorf("username in %s: %w", a.TenantID, auth.ErrAccountExists)
