@@ -56,6 +56,7 @@ func MountAuth(r fiber.Router, svc *auth.Service) *AuthAPI {
 	a.Post("/register", h.register)
 	a.Post("/register/mobile", h.registerMobile)
 	a.Post("/register/confirm-email", h.confirmEmail)
+	a.Post("/email/confirm", h.confirmEmailChange)
 	a.Post("/password/forgot", h.forgot)
 	a.Post("/password/forgot/answer", h.forgotAnswer)
 	a.Post("/password/reset", h.reset)
@@ -375,6 +376,21 @@ func (h *AuthAPI) confirmEmail(c *fiber.Ctx) error {
 	}
 	return c.JSON(fiber.Map{"email_confirmed": true,
 		"hinweis": "Vielen Dank. Ihr Freischaltcode kommt in den nächsten Tagen per Post an die bei uns gespeicherte Adresse."})
+}
+
+// confirmEmailChange redeems the link sent to a new e-mail address; the
+// link is the proof, so no session is needed.
+func (h *AuthAPI) confirmEmailChange(c *fiber.Ctx) error {
+	var in struct {
+		Token string `json:"token" form:"token"`
+	}
+	if err := authParse(c, &in); err != nil {
+		return authBadBody(c)
+	}
+	if err := h.svc.ConfirmEmailChange(c.UserContext(), authMeta(c), in.Token); err != nil {
+		return AuthProblem(c, err)
+	}
+	return c.JSON(fiber.Map{"email_changed": true})
 }
 
 func (h *AuthAPI) forgot(c *fiber.Ctx) error {

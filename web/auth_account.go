@@ -28,7 +28,7 @@ func (h *AuthAPI) me(c *fiber.Ctx) error {
 		return AuthProblem(c, err)
 	}
 	return c.JSON(fiber.Map{"id": v.ID, "username": v.Username, "role": v.Role, "display_name": v.DisplayName, "email": v.Email,
-		"mobile_hint": v.MobileHint, "mobile_change_pending": v.MobilePending, "security_question": v.SecurityQuestion,
+		"email_pending": v.EmailPending, "mobile_hint": v.MobileHint, "mobile_change_pending": v.MobilePending, "security_question": v.SecurityQuestion,
 		"consent_version": v.ConsentVersion, "consent_at": authTime(v.ConsentAt), "password_changed_at": authTime(v.PasswordChanged),
 		"step_up_valid_until": authTime(v.StepUpValidUntil), "csrf_token": CSRFTokenOf(c)})
 }

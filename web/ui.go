@@ -310,6 +310,7 @@ var notices = map[string]string{
 	"konto-entsperrt":      "Der Zugang ist entsperrt.",
 	"bestaetigt":           "Danke, bestätigt. Sie können jetzt 5 Minuten lang Ihre Daten, die Mobilnummer und Geräte ändern.",
 	"daten-gespeichert":    "Ihre Daten sind gespeichert.",
+	"email-link":           "Wir haben einen Link an die neue E-Mail-Adresse geschickt. Bitte öffnen Sie ihn innerhalb von 24 Stunden; bis dahin bleibt die bisherige Adresse gültig.",
 	"mobil-codes":          "Wir haben Ihnen die Codes geschickt. Bitte geben Sie sie unten ein.",
 	"mobil-geaendert":      "Ihre neue Mobilnummer ist bestätigt; die mTAN kommt ab jetzt dorthin.",
 	"geraet-entfernt":      "Das Gerät ist entfernt.",

@@ -27,6 +27,8 @@ func (u *UI) mountAccount(app *fiber.App) {
 	app.Post("/konto/bestaetigen", me, u.accountStepUp)
 	app.Post("/konto/bestaetigen/mtan", me, u.accountStepUpMTAN)
 	app.Post("/konto/daten", me, u.accountProfile)
+	app.Get(auth.PathEmailChange, u.emailChangePage)
+	app.Post(auth.PathEmailChange, u.emailChangePost)
 	app.Post("/konto/mobilnummer", me, u.accountMobile)
 	app.Post("/konto/mobilnummer/bestaetigen", me, u.accountMobileConfirm)
 	app.Post("/konto/geraete", me, u.accountAddDevice)
@@ -163,9 +165,16 @@ func (u *UI) accountProfile(c *fiber.Ctx) error {
 	if strings.TrimSpace(email) == "" {
 		err = auth.FieldErrors{{Field: "email", Message: "Bitte geben Sie Ihre E-Mail-Adresse ein, zum Beispiel name@beispiel.de."}}
 	} else {
-		err = u.o.Auth.UpdateProfile(c.UserContext(), uiMeta(c), sess, auth.ProfileUpdate{Email: email})
+		err = u.o.Auth.UpdateProfile(c.UserContext(), uiMeta(c), sess, auth.ProfileUpdate{Email: email, ResendEmailLink: c.FormValue("resend") == "1"})
 	}
-	return u.accountDone(c, err, "email", "daten-gespeichert", func(d *accountHomeData) { d.Email = email })
+	notice := "daten-gespeichert"
+	if err == nil {
+		// A new address waits for its link; say so instead of "saved".
+		if me, merr := u.o.Auth.Me(c.UserContext(), sess); merr == nil && me.EmailPending != "" {
+			notice = "email-link"
+		}
+	}
+	return u.accountDone(c, err, "email", notice, func(d *accountHomeData) { d.Email = email })
 }
 
 func (u *UI) accountMobile(c *fiber.Ctx) error {
@@ -277,4 +286,27 @@ func (u *UI) accountEnd(c *fiber.Ctx) error {
 	}
 	ClearSessionCookie(c)
 	return c.Redirect("/?hinweis=konto-beendet", fiber.StatusSeeOther)
+}
+
+// emailChangePage is where the link to a new e-mail address leads. The
+// change happens only on the button's POST, so a mail scanner that opens
+// links does not confirm anything.
+func (u *UI) emailChangePage(c *fiber.Ctx) error {
+	v, _, err := u.regView(c, "Neue E-Mail-Adresse bestätigen")
+	if err != nil {
+		return err
+	}
+	return u.render(c, fiber.StatusOK, "email_change", v)
+}
+
+func (u *UI) emailChangePost(c *fiber.Ctx) error {
+	v, d, err := u.regView(c, "Neue E-Mail-Adresse bestätigen")
+	if err != nil {
+		return err
+	}
+	if err := u.o.Auth.ConfirmEmailChange(c.UserContext(), uiMeta(c), d.Token); err != nil {
+		return u.formError(c, v, "email_change", err, "token")
+	}
+	d.Step = "done"
+	return u.render(c, fiber.StatusOK, "email_change", v)
 }

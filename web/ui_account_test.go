@@ -11,6 +11,7 @@ import (
 	"github.com/pquerna/otp/totp"
 
 	"postbox/auth"
+	"postbox/notifier"
 	"postbox/storage/sqldb"
 )
 
@@ -153,12 +154,40 @@ func TestAccountPage(t *testing.T) {
 		t.Errorf("bad e-mail: %d", resp.StatusCode)
 	}
 	assertEscaped(t, "Mein Konto (E-Mail)", page)
-	if resp, _ = erika.post("/konto/daten", "_csrf", csrf, "email", "neu@example.org"); resp.StatusCode != 303 {
-		t.Errorf("e-mail change: %d", resp.StatusCode)
+	if resp, _ = erika.post("/konto/daten", "_csrf", csrf, "email", "neu@example.org"); resp.StatusCode != 303 ||
+		!strings.Contains(resp.Header.Get("Location"), "hinweis=email-link") {
+		t.Errorf("e-mail change: %d %s", resp.StatusCode, resp.Header.Get("Location"))
+	}
+	// The new address waits for the link sent to it; the page says so.
+	_, page = erika.get("/konto")
+	if !strings.Contains(page, "Die neue Adresse neu@example.org ist noch nicht bestätigt") || strings.Contains(page, `id="f-email" name="email" value="neu@example.org"`) {
+		t.Errorf("waiting e-mail change not shown as waiting")
+	}
+	checkPage(t, "Mein Konto (neue E-Mail-Adresse wartet)", page)
+	link := w.mailLink(notifier.TemplateEmailChange, "neu@example.org")
+	// The link works in any browser, without a login; opening it changes
+	// nothing until the button is pressed.
+	other := w.anonymous()
+	resp, page = other.get(link)
+	if resp.StatusCode != 200 || !strings.Contains(page, "Neue E-Mail-Adresse bestätigen") {
+		t.Fatalf("link page: %d", resp.StatusCode)
+	}
+	checkPage(t, "Neue E-Mail-Adresse bestätigen", page)
+	if _, page = erika.get("/konto"); !strings.Contains(page, "noch nicht bestätigt") {
+		t.Errorf("opening the link changed the address")
+	}
+	token, otherCSRF := strings.SplitN(link, "token=", 2)[1], csrfOf(t, page)
+	if resp, page = other.post("/konto/email/bestaetigen", "_csrf", otherCSRF, "token", token+"x"); resp.StatusCode != 400 ||
+		!strings.Contains(page, "Der Link oder Code ist nicht richtig") {
+		t.Errorf("wrong link: %d", resp.StatusCode)
+	}
+	if resp, page = other.post("/konto/email/bestaetigen", "_csrf", otherCSRF, "token", token); resp.StatusCode != 200 ||
+		!strings.Contains(page, "Ihre neue E-Mail-Adresse ist bestätigt") {
+		t.Errorf("confirm: %d", resp.StatusCode)
 	}
 	_, page = erika.get("/konto")
-	if !strings.Contains(page, `value="neu@example.org"`) {
-		t.Errorf("new e-mail not shown")
+	if !strings.Contains(page, `id="f-email" name="email" value="neu@example.org"`) || strings.Contains(page, "noch nicht bestätigt") {
+		t.Errorf("new e-mail not shown after the link")
 	}
 	resp, page = erika.post("/konto/geraete", "_csrf", csrf, "device_name", "Tablet <neu>")
 	if resp.StatusCode != 201 || !regexp.MustCompile(`id="aktivierungscode">\d{4} \d{4}<`).MatchString(page) {
@@ -196,4 +225,28 @@ func TestAccountPage(t *testing.T) {
 	if resp, _ := erika.get("/konto"); resp.StatusCode != 303 {
 		t.Errorf("ended account still logged in: %d", resp.StatusCode)
 	}
+}
+
+// anonymous is a browser without a session.
+func (w *uiWorld) anonymous() *browser { return newBrowser(w.t, w.srv) }
+
+// mailLink is the path and query of the link in the newest mail of a
+// template to an address (Erika's mails; the worker does not run here).
+func (w *uiWorld) mailLink(tmpl notifier.Template, to string) string {
+	w.t.Helper()
+	jobs, err := w.db.MailJobsOfPerson(context.Background(), w.kasse.ID, w.erika.ID)
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	for _, j := range jobs { // newest first
+		if j.Template == tmpl && j.Recipient == to {
+			u, err := url.Parse(j.Data[notifier.DataLoginURL])
+			if err != nil {
+				w.t.Fatal(err)
+			}
+			return u.RequestURI()
+		}
+	}
+	w.t.Fatalf("no %s mail to %s in %+v", tmpl, to, jobs)
+	return ""
 }
