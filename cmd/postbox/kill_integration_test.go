@@ -415,4 +415,3 @@ func TestKillDuringEventShipping(t *testing.T) {
 		}
 	}
 }
-

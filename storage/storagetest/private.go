@@ -121,7 +121,6 @@ func httpOK(url string) bool {
 	return resp.StatusCode == http.StatusOK
 }
 
-
 // ---------------------------------------------------------------- MinIO
 
 // PrivateMinIO is a MinIO server of one test, with SSE-S3 like the shared one.
