@@ -4,18 +4,12 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
-	"sort"
-	"sync"
-	"sync/atomic"
-	"syscall"
+	"runtime"
 	"testing"
 	"time"
 
-	"github.com/google/uuid"
-
 	"postbox/auth"
-	"postbox/kasse"
-	"postbox/storage/sqldb"
+	"postbox/bench"
 	"postbox/storage/sqlite"
 )
 
@@ -59,98 +53,22 @@ func benchLogin(b *testing.B, withMTAN bool) {
 		b.Fatal(err)
 	}
 	defer db.Close()
-	sms := &smsRecorder{}
-	unlimited := auth.Limit{Max: 1 << 30, Window: time.Minute}
-	svc, err := auth.NewService(db.Auth(), auth.Options{Argon2: auth.DefaultArgon2, Key: make([]byte, 32), ClientAddrKey: make([]byte, 32), SMS: sms,
-		RateLimits: auth.RateLimits{LoginPerAddress: unlimited, LoginPerAccount: unlimited, CodePerAccount: unlimited, ResetPerAccount: unlimited}})
+	l, err := bench.NewLoginLoad(ctx, db, max(64, b.N/4+1))
 	if err != nil {
 		b.Fatal(err)
 	}
-	k := kasse.Kasse{ID: "bench", Name: "Benchkasse", Settings: kasse.DefaultSettings()}
-	if err := db.InTx(ctx, func(tx *sqldb.Tx) error { return tx.CreateKasse(ctx, k) }); err != nil {
+	b.ResetTimer()
+	// 4 × GOMAXPROCS clients, as b.SetParallelism(4) did.
+	st, err := l.Run(ctx, withMTAN, 4*runtime.GOMAXPROCS(0), b.N, time.Hour)
+	b.StopTimer()
+	if err != nil {
 		b.Fatal(err)
 	}
-	const users = 64
-	hash, _ := auth.HashSecret("Kx7#mPq2vR", auth.DefaultArgon2)
-	mobiles := make([]string, users)
-	for i := range users {
-		mobiles[i] = fmt.Sprintf("+49151%08d", i)
-		a := auth.Account{ID: uuid.NewString(), TenantID: k.ID, Role: auth.RoleInsured, Username: fmt.Sprintf("user%d", i), PasswordHash: hash,
-			Status: auth.StatusActive, Mobile: mobiles[i], SecurityQuestion: auth.SecurityQuestions[0]}
-		if err := db.Auth().InTx(ctx, func(tx auth.Tx) error {
-			a.MobileConfirmedAt, a.ActivatedAt = tx.Now(), tx.Now()
-			return tx.CreateAccount(ctx, a)
-		}); err != nil {
-			b.Fatal(err)
-		}
-	}
-	var (
-		mu   sync.Mutex
-		lats []time.Duration
-		next atomic.Int64
-	)
-	b.SetParallelism(4) // 4 × GOMAXPROCS clients
-	b.ResetTimer()
-	cpu0 := cpuTime()
-	start := time.Now()
-	b.RunParallel(func(pb *testing.PB) {
-		var mine []time.Duration
-		for pb.Next() {
-			i := int(next.Add(1)) % users
-			t0 := time.Now()
-			r, err := svc.Login(ctx, auth.Meta{ClientAddr: fmt.Sprintf("198.51.100.%d", i)}, k.ID, fmt.Sprintf("user%d", i), "Kx7#mPq2vR", "")
-			if err != nil {
-				b.Error(err)
-				return
-			}
-			if withMTAN {
-				if _, err := svc.LoginSecondFactor(ctx, auth.Meta{}, r.Token, "mtan", sms.codeFor(mobiles[i]), ""); err != nil {
-					b.Error(err)
-					return
-				}
-			}
-			mine = append(mine, time.Since(t0))
-		}
-		mu.Lock()
-		lats = append(lats, mine...)
-		mu.Unlock()
-	})
-	elapsed := time.Since(start)
-	cpu := cpuTime() - cpu0
-	b.StopTimer()
-	if len(lats) == 0 {
-		return
-	}
-	sort.Slice(lats, func(i, j int) bool { return lats[i] < lats[j] })
-	b.ReportMetric(float64(len(lats))/elapsed.Seconds(), "logins/s")
-	b.ReportMetric(float64(lats[len(lats)*50/100].Microseconds())/1000, "p50-ms")
-	b.ReportMetric(float64(lats[min(len(lats)-1, len(lats)*99/100)].Microseconds())/1000, "p99-ms")
+	b.ReportMetric(st.PerSecond(), "logins/s")
+	b.ReportMetric(float64(st.Percentile(0.50).Microseconds())/1000, "p50-ms")
+	b.ReportMetric(float64(st.Percentile(0.99).Microseconds())/1000, "p99-ms")
 	// CPU time per login: on a shared machine the wall-clock numbers depend
 	// on the neighbours; this one says what an idle machine could do
 	// (logins/s ≈ cores / cpu-s per login).
-	b.ReportMetric(float64(cpu.Microseconds())/1000/float64(len(lats)), "cpu-ms/login")
-}
-
-// cpuTime is the process's user+system CPU time.
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
-
-// codeFor returns the last code sent to a number (the benchmark's users
-// log in concurrently, each with its own number).
-func (r *smsRecorder) codeFor(to string) string {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	for i := len(r.msgs) - 1; i >= 0; i-- {
-		if r.msgs[i].to == to {
-			if m := codeInSMS.FindStringSubmatch(r.msgs[i].text); m != nil {
-				return m[1]
-			}
-		}
-	}
-	return ""
+	b.ReportMetric(float64(st.CPU.Microseconds())/1000/float64(len(st.Latencies)), "cpu-ms/login")
 }

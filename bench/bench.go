@@ -227,8 +227,12 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 			return st.fn(sctx, r)
 		}()
 		cancel()
+		tc := time.Now()
 		for i := len(r.cleanup) - 1; i >= 0; i-- {
 			r.cleanup[i]()
+		}
+		if d := time.Since(tc); d > 2*time.Second {
+			r.logf("cleanup took %v", d.Round(time.Second))
 		}
 		d := time.Since(t0).Round(time.Second)
 		rep.stepTimings = append(rep.stepTimings, fmt.Sprintf("%s %v", n, d))

@@ -5,7 +5,5 @@ import (
 	"errors"
 )
 
-func stepEvents(ctx context.Context, r *run) error        { return errors.New("not built yet") }
-func stepNotifications(ctx context.Context, r *run) error { return errors.New("not built yet") }
-func stepLogins(ctx context.Context, r *run) error        { return errors.New("not built yet") }
-func stepMixed(ctx context.Context, r *run) error         { return errors.New("not built yet") }
+func stepEvents(ctx context.Context, r *run) error { return errors.New("not built yet") }
+func stepMixed(ctx context.Context, r *run) error  { return errors.New("not built yet") }

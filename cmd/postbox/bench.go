@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"path/filepath"
 	"strings"
 
@@ -36,6 +37,8 @@ func cmdBench(ctx context.Context, args []string, getenv func(string) string, st
 	if err != nil {
 		return err
 	}
+	// Migrations of the step databases log at info; only problems matter here.
+	slog.SetDefault(slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
 	opts := bench.Options{Services: svcs, Binary: *binary, Quick: *quick, Runs: *runs, Log: stderr}
 	if *only != "" {
 		opts.Steps = strings.Split(*only, ",")
