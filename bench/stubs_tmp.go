@@ -5,5 +5,4 @@ import (
 	"errors"
 )
 
-func stepEvents(ctx context.Context, r *run) error { return errors.New("not built yet") }
 func stepMixed(ctx context.Context, r *run) error  { return errors.New("not built yet") }
