@@ -69,6 +69,10 @@ type TusConfig struct {
 	ScanTimeout time.Duration
 	Logger      *slog.Logger
 	Now         func() time.Time
+	// Unavailable reports whether an error means the database or the blob
+	// store cannot be reached right now: answered 503 with Retry-After
+	// (clients resume later) instead of 500. nil: never.
+	Unavailable func(error) bool
 }
 
 // TusHandler speaks tus 1.0.0 over any HTTP framework: the web layer turns
@@ -253,6 +257,14 @@ func (h *TusHandler) Serve(ctx context.Context, r *TusRequest) *TusResponse {
 		// Nobody reads this; what was stored is kept and counted.
 		out.Status = http.StatusBadRequest
 		out.Problem = &Problem{Type: "upload-abgebrochen", Title: "Übertragung abgebrochen", Detail: "Die Übertragung wurde unterbrochen. Bitte setzen Sie den Upload fort."}
+		return out
+	}
+	if h.cfg.Unavailable != nil && h.cfg.Unavailable(err) {
+		h.cfg.Logger.WarnContext(ctx, "upload request failed: storage unavailable", "request_id", r.RequestID, "method", r.Method, "upload_id", r.ID, "err", err)
+		out.Status = http.StatusServiceUnavailable
+		out.set("Retry-After", "5")
+		out.Problem = &Problem{Type: "speicher-nicht-verfuegbar", Title: "Speicher vorübergehend nicht erreichbar", Detail: "Ihre Datei kann gerade nicht gespeichert werden. " +
+			"Bereits übertragene Teile bleiben erhalten; bitte setzen Sie den Upload in einigen Sekunden fort. Vorgangsnummer: " + r.RequestID}
 		return out
 	}
 	h.cfg.Logger.ErrorContext(ctx, "upload request failed", "request_id", r.RequestID, "method", r.Method, "upload_id", r.ID, "err", err)

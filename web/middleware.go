@@ -121,6 +121,10 @@ func SendProblem(c *fiber.Ctx, status int, typ, title, detail string) error {
 		"application/problem+json")
 }
 
+// RetryAfterUnavailable is the Retry-After (seconds) of a 503 answered while
+// a dependency is down.
+const RetryAfterUnavailable = "5"
+
 // handleError turns any returned error into a problem+json answer without
 // leaking internals.
 func (s *Server) handleError(c *fiber.Ctx, err error) error {
@@ -128,6 +132,12 @@ func (s *Server) handleError(c *fiber.Ctx, err error) error {
 	if errors.As(err, &fe) {
 		title := germanStatus(fe.Code)
 		return SendProblem(c, fe.Code, "http-"+strconv.Itoa(fe.Code), title, "")
+	}
+	if s.opts.Unavailable != nil && s.opts.Unavailable(err) {
+		s.opts.Logger.WarnContext(c.UserContext(), "request failed: dependency unavailable", "request_id", RequestID(c), "err", err)
+		c.Set(fiber.HeaderRetryAfter, RetryAfterUnavailable)
+		return SendProblem(c, fiber.StatusServiceUnavailable, "dienst-nicht-verfuegbar", "Dienst vorübergehend nicht verfügbar",
+			"Ein benötigter Dienst ist gerade nicht erreichbar. Es ist nichts verloren gegangen. Bitte versuchen Sie es in einigen Sekunden erneut. Vorgangsnummer: "+RequestID(c)+".")
 	}
 	s.opts.Logger.ErrorContext(c.UserContext(), "request failed", "request_id", RequestID(c), "err", err)
 	return SendProblem(c, fiber.StatusInternalServerError, "interner-fehler", "Interner Fehler",

@@ -31,6 +31,10 @@ type Options struct {
 	// Upload bodies stream and are limited by the tenant's file size rule.
 	BodyLimit int
 	HSTS      bool // only sent when the portal is served over https
+	// Unavailable reports whether an error means a dependency (database,
+	// blob store) cannot be reached right now; such errors answer 503 with
+	// Retry-After instead of 500. nil: never.
+	Unavailable func(error) bool
 }
 
 // Server is the HTTP side of postbox.

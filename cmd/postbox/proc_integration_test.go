@@ -182,6 +182,14 @@ func (c *cluster) db() *sqldb.Store {
 	return db
 }
 
+// reconnect drops the test's own connections, e.g. after the database was
+// restarted under them (each idle connection would fail once).
+func (c *cluster) reconnect() {
+	if s, ok := dbOnce.LoadAndDelete(c); ok {
+		s.(*sqldb.Store).Close()
+	}
+}
+
 // events opens the cluster's ClickHouse database for reading.
 func (c *cluster) events() *clickhouse.Store {
 	s, err := clickhouse.Open(context.Background(), c.chAddr, c.chDB, clickhouse.WithDialTimeout(5*time.Second))

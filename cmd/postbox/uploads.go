@@ -18,11 +18,12 @@ const uploadMaintenanceInterval = time.Minute
 // the desk installed for it.
 func mountUploads(srv *web.Server, a *app, desk *web.PINIntake) *intake.TusHandler {
 	h := intake.NewTusHandler(intake.TusConfig{
-		Store:    a.db,
-		Blobs:    a.blobs,
-		Scanner:  a.scanner(),
-		BasePath: web.TusPath + "/",
-		Logger:   a.log,
+		Store:       a.db,
+		Blobs:       a.blobs,
+		Scanner:     a.scanner(),
+		BasePath:    web.TusPath + "/",
+		Logger:      a.log,
+		Unavailable: dependencyDown,
 	})
 	web.MountTus(srv.App(), h, web.TusOptions{ClientHash: desk.ClientHash})
 	return h
