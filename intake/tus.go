@@ -17,6 +17,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"postbox/audit"
@@ -73,7 +74,21 @@ type TusConfig struct {
 	// store cannot be reached right now: answered 503 with Retry-After
 	// (clients resume later) instead of 500. nil: never.
 	Unavailable func(error) bool
+	// Space is asked before an upload is created and before a chunk is
+	// written, with the chunk's length (0 if unknown); it returns
+	// ErrInsufficientStorage when the local volume would fall below its
+	// reserve. nil: no check (blobs and database are remote).
+	Space func(need int64) error
+	// Full reports whether a write failed because the volume is full
+	// (ENOSPC, SQLite's "database or disk is full"). Such errors and
+	// ErrInsufficientStorage answer 507; what was written of the piece in
+	// flight is dropped and the offset stays where it was. nil: ENOSPC only.
+	Full func(error) bool
 }
+
+// ErrInsufficientStorage is returned by TusConfig.Space when the volume has
+// no room left for the request.
+var ErrInsufficientStorage = errors.New("insufficient storage")
 
 // TusHandler speaks tus 1.0.0 over any HTTP framework: the web layer turns
 // a request into a TusRequest and writes the TusResponse.
@@ -257,6 +272,13 @@ func (h *TusHandler) Serve(ctx context.Context, r *TusRequest) *TusResponse {
 		// Nobody reads this; what was stored is kept and counted.
 		out.Status = http.StatusBadRequest
 		out.Problem = &Problem{Type: "upload-abgebrochen", Title: "Übertragung abgebrochen", Detail: "Die Übertragung wurde unterbrochen. Bitte setzen Sie den Upload fort."}
+		return out
+	}
+	if errors.Is(err, ErrInsufficientStorage) || errors.Is(err, syscall.ENOSPC) || (h.cfg.Full != nil && h.cfg.Full(err)) {
+		h.cfg.Logger.WarnContext(ctx, "upload refused: storage full", "request_id", r.RequestID, "method", r.Method, "upload_id", r.ID, "err", err)
+		out.Status = http.StatusInsufficientStorage
+		out.Problem = &Problem{Type: "speicher-voll", Title: "Speicher voll", Detail: "Der Speicher des Dienstes ist fast voll, deshalb kann Ihre Datei gerade nicht angenommen werden. " +
+			"Bereits vollständig übertragene Teile bleiben erhalten; bitte setzen Sie den Upload später fort. Vorgangsnummer: " + r.RequestID}
 		return out
 	}
 	if h.cfg.Unavailable != nil && h.cfg.Unavailable(err) {
@@ -582,6 +604,9 @@ func (h *TusHandler) create(ctx context.Context, r *TusRequest) (*TusResponse, e
 			return nil, errOverLength
 		}
 	}
+	if err := h.space(r, withBody); err != nil {
+		return nil, err
+	}
 	mpid, err := h.cfg.Blobs.CreateMultipart(ctx, u.BlobKey)
 	if err != nil {
 		return nil, fmt.Errorf("create multipart: %w", err)
@@ -640,6 +665,18 @@ func (h *TusHandler) abortBlobs(u *Upload) {
 			h.cfg.Logger.Warn("delete staging blob", "upload_id", u.ID, "err", err)
 		}
 	}
+}
+
+// space asks TusConfig.Space whether the request's bytes still fit.
+func (h *TusHandler) space(r *TusRequest, withBody bool) error {
+	if h.cfg.Space == nil {
+		return nil
+	}
+	need := int64(0)
+	if withBody && r.ContentLength > 0 {
+		need = r.ContentLength
+	}
+	return h.cfg.Space(need)
 }
 
 func (h *TusHandler) head(ctx context.Context, r *TusRequest) (*TusResponse, error) {
@@ -717,6 +754,9 @@ func (h *TusHandler) patch(ctx context.Context, r *TusRequest) (*TusResponse, er
 	if u.Status != StatusUploading {
 		// Complete already: an empty PATCH at the end is a harmless retry.
 		return h.patchResponse(u), nil
+	}
+	if err := h.space(r, true); err != nil {
+		return nil, err
 	}
 	owner := newID()
 	now := h.now()

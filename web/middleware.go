@@ -133,6 +133,11 @@ func (s *Server) handleError(c *fiber.Ctx, err error) error {
 		title := germanStatus(fe.Code)
 		return SendProblem(c, fe.Code, "http-"+strconv.Itoa(fe.Code), title, "")
 	}
+	if s.opts.Full != nil && s.opts.Full(err) {
+		s.opts.Logger.WarnContext(c.UserContext(), "request failed: storage full", "request_id", RequestID(c), "err", err)
+		return SendProblem(c, fiber.StatusInsufficientStorage, "speicher-voll", "Speicher voll",
+			"Der Speicher des Dienstes ist fast voll, deshalb kann Ihre Eingabe gerade nicht gespeichert werden. Bitte versuchen Sie es später erneut. Vorgangsnummer: "+RequestID(c)+".")
+	}
 	if s.opts.Unavailable != nil && s.opts.Unavailable(err) {
 		s.opts.Logger.WarnContext(c.UserContext(), "request failed: dependency unavailable", "request_id", RequestID(c), "err", err)
 		c.Set(fiber.HeaderRetryAfter, RetryAfterUnavailable)

@@ -35,6 +35,9 @@ type Options struct {
 	// blob store) cannot be reached right now; such errors answer 503 with
 	// Retry-After instead of 500. nil: never.
 	Unavailable func(error) bool
+	// Full reports whether an error means the local volume is full; such
+	// errors answer 507. nil: never.
+	Full func(error) bool
 }
 
 // Server is the HTTP side of postbox.

@@ -59,6 +59,8 @@ type Config struct {
 	SMSGatewayURL string // http(s) URL the mTAN SMS are POSTed to; empty: files in DataDir/sms
 
 	ClamdAddr string // clamd host:port or Unix socket path; empty: uploads are not virus-scanned
+
+	DiskReserve int64 // bytes kept free on DataDir's volume; uploads are refused (507) below it
 }
 
 // setting is one row of the configuration table: a flag, its environment
@@ -244,6 +246,11 @@ func settings() []setting {
 			}
 			return hostPort(v)
 		}},
+		{"disk-reserve", "POSTBOX_DISK_RESERVE", "512MiB", "free space kept on the volume of DATA_DIR when SQLite or the blob directory live there; uploads are refused with 507 below it (0: no check)", func(c *Config, v string) error {
+			n, err := parseBytes(v)
+			c.DiskReserve = n
+			return err
+		}},
 	}
 }
 
@@ -338,6 +345,26 @@ func intIn(v string, lo, hi int) (int, error) {
 		return 0, fmt.Errorf("must be a whole number from %d to %d", lo, hi)
 	}
 	return n, nil
+}
+
+// parseBytes reads a size like 512MiB, 2GiB, 100MB or a plain byte count.
+func parseBytes(v string) (int64, error) {
+	units := []struct {
+		suffix string
+		mult   int64
+	}{{"TiB", 1 << 40}, {"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}, {"TB", 1e12}, {"GB", 1e9}, {"MB", 1e6}, {"KB", 1e3}, {"B", 1}}
+	num, mult := strings.TrimSpace(v), int64(1)
+	for _, u := range units {
+		if s, ok := strings.CutSuffix(num, u.suffix); ok {
+			num, mult = strings.TrimSpace(s), u.mult
+			break
+		}
+	}
+	n, err := strconv.ParseInt(num, 10, 64)
+	if err != nil || n < 0 || n > (1<<62)/mult {
+		return 0, errors.New("must be a size like 512MiB, 2GiB or a number of bytes (0 turns it off)")
+	}
+	return n * mult, nil
 }
 
 func boolErr(err error) error {

@@ -55,7 +55,7 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	registerOutboxMetrics(reg, a)
-	srv := web.New(web.Options{Checks: a.checks, Registry: reg, Logger: log, HSTS: strings.HasPrefix(cfg.BaseURL, "https://"), Unavailable: dependencyDown})
+	srv := web.New(web.Options{Checks: a.checks, Registry: reg, Logger: log, HSTS: strings.HasPrefix(cfg.BaseURL, "https://"), Unavailable: dependencyDown, Full: storageFull})
 	srv.UseAuditOrigin(audit.NewClientHasher(a.keys.clientAddr))
 	srv.UseSessions(a.auth, web.SessionOptions{Secure: cfg.SecureCookies}) // before every route that needs a login
 	desk := mountPINIntake(srv, a)                                         // before the upload routes: logs PIN sessions in

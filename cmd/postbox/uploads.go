@@ -24,6 +24,8 @@ func mountUploads(srv *web.Server, a *app, desk *web.PINIntake) *intake.TusHandl
 		BasePath:    web.TusPath + "/",
 		Logger:      a.log,
 		Unavailable: dependencyDown,
+		Space:       a.uploadSpace(),
+		Full:        storageFull,
 	})
 	web.MountTus(srv.App(), h, web.TusOptions{ClientHash: desk.ClientHash})
 	return h
