@@ -16,12 +16,18 @@ package web
 // server keeps the session (30 min idle, 12 h at most); the cookie holds a
 // random 256-bit token whose SHA-256 is the database key.
 //
-// CSRF: every POST/PUT/PATCH/DELETE with a PIN session must send the header
-// X-CSRF-Token with the token from the login answer (or GET
-// /api/pin-session). Upload requests (tus, under /api/uploads) may send
-// the header Tus-Resumable instead: a cross-site form cannot set a header,
-// and a cross-site script cannot send one without a CORS preflight, which
-// postbox never grants. The login itself refuses a foreign Origin.
+// Which session acts: on the desk's routes (the pages under /einmal-pin/
+// and /api/pin-login, pin-session, pin-logout, draft, submit) only the PIN
+// session does, even when the browser also holds an account login; on the
+// upload routes both kinds may, and the upload's owner decides; everywhere
+// else only the account session (see sessionKindOf in principal.go).
+//
+// CSRF: every POST/PUT/PATCH/DELETE on the desk must send the PIN
+// session's token in X-CSRF-Token (the pages: the form field _csrf), from
+// the login answer or GET /api/pin-session; an account's token is refused.
+// Upload requests may send the header Tus-Resumable instead (see
+// uploadSession). The login itself follows fromPortal (csrf.go), the same
+// rule for the JSON API and the form.
 
 import (
 	"bytes"
@@ -30,7 +36,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -74,21 +79,24 @@ func PINCookieName(secure bool) string {
 }
 
 const (
-	pinTokenKey ctxKey = iota + 300
+	pinTokenKey ctxKey = iota + 400
 	pinEndedTokenKey
 )
 
-// Mount registers the routes and puts the PIN session middleware in front
-// of the upload routes (mount before MountTus).
+// Mount registers the desk's routes and puts the PIN session in front of
+// the upload routes (mount before MountTus). Which session authorises which
+// route is decided in one place, sessionKindOf: the routes below marked
+// with desk answer only to the PIN session; /api/pins and the file
+// download are caseworker (account) routes.
 func (h *PINIntake) Mount(r fiber.Router) {
-	sess := h.Session()
-	r.Use(TusPath, sess)
-	r.Post("/api/pin-login", h.login)
-	r.Get("/api/pin-session", sess, h.session)
-	r.Post("/api/pin-logout", sess, h.logout)
-	r.Get("/api/draft", sess, h.getDraft)
-	r.Put("/api/draft", sess, h.putDraft)
-	r.Post("/api/submit", sess, h.submit)
+	desk := h.Session()
+	r.Use(TusPath, h.uploadSession())
+	r.Post(pinLoginPath, h.login)
+	r.Get(pinSessionPath, desk, h.session)
+	r.Post(pinLogoutPath, desk, h.logout)
+	r.Get(pinDraftPath, desk, h.getDraft)
+	r.Put(pinDraftPath, desk, h.putDraft)
+	r.Post(pinSubmitPath, desk, h.submit)
 	r.Post("/api/pins", h.issue)
 	r.Get("/api/vorgaenge/:id/files/:fileId", h.download)
 }
@@ -105,38 +113,69 @@ func (h *PINIntake) actor(c *fiber.Ctx, p auth.Principal) intake.Actor {
 	return intake.Actor{Principal: p, ClientHash: h.ClientHash(c), RequestID: RequestID(c)}
 }
 
-// Session resolves the PIN cookie into the principal of an insured person
-// (auth.RoleInsured with TenantID, PersonID and SessionID). A principal
-// set before (an account session) wins. An ended or unknown session
-// clears the cookie and goes on without a principal; a state-changing
-// request without the CSRF proof is refused with 403.
+// resolve turns the PIN cookie into its open session. An ended or unknown
+// session clears the cookie (and remembers its token for a repeated
+// submission); ok is false then and without a cookie.
+func (h *PINIntake) resolve(c *fiber.Ctx) (token string, sess intake.PINSession, ok bool, err error) {
+	token = c.Cookies(PINCookieName(h.o.SecureCookies))
+	if token == "" {
+		return "", sess, false, nil
+	}
+	sess, err = h.o.Service.Session(c.UserContext(), token)
+	if errors.Is(err, intake.ErrPINSessionNotFound) {
+		c.Locals(pinEndedTokenKey, token)
+		h.clearCookie(c)
+		return token, sess, false, nil
+	}
+	if err != nil {
+		return token, sess, false, err
+	}
+	c.Set(fiber.HeaderCacheControl, "no-store")
+	return token, sess, true, nil
+}
+
+// Session guards the desk's API routes: the PIN session is the only one
+// that acts there (an account login in the same browser has no say, see
+// sessionKindOf), and a state-changing request must carry the PIN
+// session's CSRF token in X-CSRF-Token, else 403. The insured person of
+// the session is then the request's principal (pinPrincipal).
 func (h *PINIntake) Session() fiber.Handler {
-	name := PINCookieName(h.o.SecureCookies)
 	return func(c *fiber.Ctx) error {
-		if _, ok := PrincipalOf(c); ok {
-			return c.Next()
-		}
-		token := c.Cookies(name)
-		if token == "" {
-			return c.Next()
-		}
-		sess, err := h.o.Service.Session(c.UserContext(), token)
-		if errors.Is(err, intake.ErrPINSessionNotFound) {
-			c.Locals(pinEndedTokenKey, token)
-			h.clearCookie(c)
-			return c.Next()
-		}
+		SetPrincipal(c, auth.Principal{}) // whatever ran before does not act here
+		token, sess, ok, err := h.resolve(c)
 		if err != nil {
 			return err
 		}
-		c.Set(fiber.HeaderCacheControl, "no-store")
-		if pinUnsafe(c.Method()) && !intake.CheckCSRF(token, c.Get("X-CSRF-Token")) &&
-			!(strings.HasPrefix(c.Path(), TusPath) && c.Get("Tus-Resumable") != "") {
-			return sendPINProblem(c, fiber.StatusForbidden, "csrf", "Anfrage abgelehnt",
-				"Die Anfrage enthielt kein gültiges Sicherheitsmerkmal (CSRF-Token). Bitte laden Sie die Seite neu und versuchen Sie es erneut.", nil)
+		if !ok {
+			return c.Next()
+		}
+		if pinUnsafe(c.Method()) && !intake.CheckCSRF(token, c.Get("X-CSRF-Token")) {
+			return csrfRefused(c)
 		}
 		c.Locals(pinTokenKey, token)
 		SetPrincipal(c, sess.Principal())
+		return c.Next()
+	}
+}
+
+// uploadSession offers the PIN session to the upload routes, which serve
+// both session kinds (chooseUploadSession decides). A state-changing
+// upload request proves it comes from the portal with the PIN session's
+// X-CSRF-Token or with the header Tus-Resumable: a cross-site form cannot
+// set a header, and a cross-site script cannot send one without a CORS
+// preflight, which postbox never grants.
+func (h *PINIntake) uploadSession() fiber.Handler {
+	return func(c *fiber.Ctx) error {
+		token, sess, ok, err := h.resolve(c)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return c.Next()
+		}
+		named := intake.CheckCSRF(token, c.Get("X-CSRF-Token"))
+		offerUploadSession(c, sessionOffer{principal: sess.Principal(), pin: true, named: named,
+			allowed: named || !pinUnsafe(c.Method()) || c.Get("Tus-Resumable") != ""})
 		return c.Next()
 	}
 }
@@ -183,12 +222,9 @@ func pinBadBody(c *fiber.Ctx) error {
 		"Die Anfrage konnte nicht gelesen werden. Bitte senden Sie das Formular erneut.", nil)
 }
 
-// pinSameOrigin reports whether an Origin header names the portal.
-func pinSameOrigin(origin, baseURL string) bool {
-	o, err1 := url.Parse(origin)
-	b, err2 := url.Parse(baseURL)
-	return err1 == nil && err2 == nil && o.Scheme == b.Scheme && strings.EqualFold(o.Host, b.Host)
-}
+// pinForeignLogin refuses a login that was not sent by the portal's pages.
+const pinForeignLogin = "Die Anmeldung ist nur über die Seite Ihrer Krankenkasse möglich. Bitte öffnen Sie die Internetadresse aus Ihrem Brief. " +
+	"Wenn Sie diese Seite verwendet haben, aktualisieren Sie bitte Ihren Browser."
 
 type pinLoginReq struct {
 	Kasse string `json:"kasse" form:"kasse"`
@@ -197,9 +233,8 @@ type pinLoginReq struct {
 }
 
 func (h *PINIntake) login(c *fiber.Ctx) error {
-	if o := c.Get(fiber.HeaderOrigin); o != "" && !pinSameOrigin(o, h.o.BaseURL) {
-		return sendPINProblem(c, fiber.StatusForbidden, "fremde-herkunft", "Anfrage abgelehnt",
-			"Die Anmeldung ist nur über die Seite Ihrer Krankenkasse möglich.", nil)
+	if !fromPortal(c, h.o.BaseURL) {
+		return sendPINProblem(c, fiber.StatusForbidden, "fremde-herkunft", "Anfrage abgelehnt", pinForeignLogin, nil)
 	}
 	var in pinLoginReq
 	if err := c.BodyParser(&in); err != nil {
@@ -250,14 +285,12 @@ func pinRequestJSON(r intake.PINRequest) fiber.Map {
 	return fiber.Map{"case_type": r.CaseType, "label": r.CaseType.Label(), "text": r.Text, "valid_until": intake.LastValidDay(r.ValidUntil)}
 }
 
-// insured returns the principal of an insured person or answers 401.
+// insured returns the principal of the request's PIN session or answers
+// 401: the desk's routes know no other login.
 func (h *PINIntake) insured(c *fiber.Ctx) (auth.Principal, bool, error) {
 	p, ok := PrincipalOf(c)
-	if ok && p.Role == auth.RoleInsured && p.PersonID != "" {
+	if token, _ := c.Locals(pinTokenKey).(string); ok && token != "" && p.Role == auth.RoleInsured && p.PersonID != "" {
 		return p, true, nil
-	}
-	if ok { // logged in with another role: this route does not exist for it
-		return p, false, sendPINProblem(c, fiber.StatusNotFound, "http-404", "Nicht gefunden", "", nil)
 	}
 	return p, false, sendPINProblem(c, fiber.StatusUnauthorized, "anmeldung-erforderlich", "Anmeldung erforderlich",
 		"Bitte melden Sie sich mit Ihrer Krankenversichertennummer und Ihrer Einmal-PIN an. Ihre Sitzung ist abgelaufen oder Sie sind nicht angemeldet.", nil)
@@ -269,17 +302,13 @@ func (h *PINIntake) session(c *fiber.Ctx) error {
 		return err
 	}
 	token, _ := c.Locals(pinTokenKey).(string)
-	if token == "" { // an account session, not a PIN session
-		return sendPINProblem(c, fiber.StatusNotFound, "http-404", "Nicht gefunden", "", nil)
-	}
 	return c.JSON(fiber.Map{"csrf_token": intake.CSRFToken(token), "kasse": fiber.Map{"id": p.TenantID},
 		"idle_timeout_seconds": int(intake.SessionIdle / time.Second)})
 }
 
 func (h *PINIntake) logout(c *fiber.Ctx) error {
 	token, _ := c.Locals(pinTokenKey).(string)
-	if token != "" {
-		p, _ := PrincipalOf(c)
+	if p, ok := PrincipalOf(c); ok && token != "" {
 		if err := h.o.Service.Logout(c.UserContext(), h.actor(c, p), token); err != nil {
 			return err
 		}
@@ -387,7 +416,7 @@ func (h *PINIntake) submit(c *fiber.Ctx) error {
 			return pinBadBody(c)
 		}
 	}
-	if _, ok := PrincipalOf(c); !ok {
+	if token, _ := c.Locals(pinTokenKey).(string); token == "" {
 		// The first submission ended this session; a retry whose answer got
 		// lost gets the same answer.
 		if token, _ := c.Locals(pinEndedTokenKey).(string); token != "" && intake.CheckCSRF(token, c.Get("X-CSRF-Token")) {
@@ -419,9 +448,7 @@ func (h *PINIntake) submit(c *fiber.Ctx) error {
 	case err != nil:
 		return err
 	}
-	if p.AccountID == "" {
-		h.clearCookie(c) // the PIN session ended with the submission
-	}
+	h.clearCookie(c) // the PIN session ended with the submission
 	return c.JSON(pinReceiptJSON(rec))
 }
 

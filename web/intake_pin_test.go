@@ -116,7 +116,7 @@ func newPINDeskOn(t *testing.T, secure bool, s *sqldb.Store, blobs intake.BlobSt
 	})
 	NewPINIntake(PINIntakeOptions{Service: d.svc, BaseURL: "https://postfach.example", SecureCookies: secure, ClientKey: key}).Mount(d.app)
 	// Shows whom the PIN middleware let in on an upload route.
-	d.app.All(TusPath+"/probe", func(c *fiber.Ctx) error {
+	d.app.All(TusPath+"/probe", chooseUploadSession(nil), func(c *fiber.Ctx) error {
 		p, _ := PrincipalOf(c)
 		return c.JSON(p)
 	})

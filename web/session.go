@@ -18,6 +18,10 @@ package web
 // otherwise a 303 redirect to LoginPath?weiter=<path>; wrong role, or a route
 // parameter :kasse that is not the principal's tenant → 404.
 //
+// The account session acts on every route except the Einmal-PIN desk's
+// (there only the PIN session does) and offers itself on the upload routes,
+// where the upload's owner decides (sessionKindOf, chooseUploadSession).
+//
 // CSRF: every POST/PUT/PATCH/DELETE that carries a valid session cookie must
 // send the session's token in the header X-CSRF-Token or, for HTML forms, in
 // the hidden field _csrf (form-urlencoded; multipart forms put ?_csrf=… in
@@ -87,6 +91,12 @@ func sessionMiddleware(r SessionResolver, o SessionOptions) fiber.Handler {
 	name := SessionCookieName(o.Secure)
 	return func(c *fiber.Ctx) error {
 		c.Locals(sessionOptsKey, o)
+		kind := sessionKindOf(c.Path())
+		if kind == pinRoute {
+			// The Einmal-PIN desk acts only as the PIN session: the account
+			// session neither acts there nor is its token asked for.
+			return c.Next()
+		}
 		token := c.Cookies(name)
 		if token == "" {
 			return c.Next()
@@ -104,12 +114,20 @@ func sessionMiddleware(r SessionResolver, o SessionOptions) fiber.Handler {
 		c.Locals(sessionTokenKey, token)
 		// Pages of a logged-in person must not land in shared caches.
 		c.Set(fiber.HeaderCacheControl, "no-store")
+		named := auth.CheckCSRF(token, presentedCSRF(c))
+		if kind == uploadRoute {
+			// Uploads serve both session kinds: offer this one, the upload
+			// route decides (chooseUploadSession).
+			if sess.Stage == auth.StageDone {
+				offerUploadSession(c, sessionOffer{principal: sess.Principal(), allowed: named || !unsafeMethod(c.Method()), named: named})
+			}
+			return c.Next()
+		}
 		if sess.Stage == auth.StageDone {
 			SetPrincipal(c, sess.Principal())
 		}
-		if unsafeMethod(c.Method()) && !auth.CheckCSRF(token, presentedCSRF(c)) {
-			return SendProblem(c, fiber.StatusForbidden, "csrf", "Anfrage abgelehnt",
-				"Die Anfrage enthielt kein gültiges Sicherheitsmerkmal (CSRF-Token). Bitte laden Sie die Seite neu und versuchen Sie es erneut.")
+		if unsafeMethod(c.Method()) && !named {
+			return csrfRefused(c)
 		}
 		return c.Next()
 	}

@@ -38,12 +38,14 @@ type TusOptions struct {
 // Every request needs a principal with a person (the Einmal-PIN login or
 // an insured person's session); otherwise 401. tus requests other than
 // OPTIONS must carry "Tus-Resumable: 1.0.0", a header a cross-site form or
-// a no-CORS fetch cannot send, and the session middleware's CSRF check
-// applies as well (tus-js-client: headers {"X-CSRF-Token": token}).
+// a no-CORS fetch cannot send. Both session kinds may act here: each one
+// whose proof the request carries (its X-CSRF-Token; for the PIN session
+// also Tus-Resumable) is offered, and the upload's owner decides which one
+// acts (chooseUploadSession).
 func MountTus(r fiber.Router, h *intake.TusHandler, o TusOptions) {
 	handler := tusHandler(h, o)
 	for _, path := range []string{TusPath, TusPath + "/", TusPath + "/:id"} {
-		r.All(path, append(append([]fiber.Handler(nil), o.Before...), handler)...)
+		r.All(path, append(append([]fiber.Handler(nil), o.Before...), chooseUploadSession(h.UploadOwner), handler)...)
 	}
 }
 

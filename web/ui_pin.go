@@ -110,9 +110,10 @@ func (u *UI) pinLogin(c *fiber.Ctx) error {
 	}
 	kvnr := c.FormValue("kvnr")
 	v.Data = pinEntryData{KVNR: kvnr}
-	// A login posted from another site would plant the attacker's session.
-	if crossSite(c, u.o.PIN.o.BaseURL) {
-		v.Errors = formErrors{{Field: "kvnr", Message: "Die Anmeldung ist nur über die Seite Ihrer Krankenkasse möglich. Bitte öffnen Sie die Internetadresse aus Ihrem Brief."}}
+	// A login posted from another site would plant the attacker's session
+	// (the same rule as the JSON login).
+	if !fromPortal(c, u.o.PIN.o.BaseURL) {
+		v.Errors = formErrors{{Field: "kvnr", Message: pinForeignLogin}}
 		return u.render(c, fiber.StatusForbidden, "pin_entry", v)
 	}
 	svc := u.o.PIN.o.Service
@@ -338,22 +339,4 @@ func (u *UI) pinLogout(c *fiber.Ctx) error {
 	}
 	u.o.PIN.clearCookie(c)
 	return c.Redirect("/einmal-pin/"+c.Params("kasse")+"?hinweis=pin-abgemeldet", fiber.StatusSeeOther)
-}
-
-// crossSite reports whether a form was posted from another site. Browsers
-// say so in Sec-Fetch-Site; the Origin header is the fallback (with the
-// portal's Referrer-Policy no-referrer, browsers send "Origin: null" for
-// their own forms, so null proves nothing either way).
-func crossSite(c *fiber.Ctx, baseURL string) bool {
-	switch c.Get("Sec-Fetch-Site") {
-	case "same-origin", "none":
-		return false
-	case "same-site", "cross-site":
-		return true
-	}
-	o := c.Get(fiber.HeaderOrigin)
-	if o == "" || o == "null" {
-		return false
-	}
-	return !pinSameOrigin(o, c.BaseURL()) && !pinSameOrigin(o, baseURL)
 }
