@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -52,9 +53,14 @@ func describeMachine(ctx context.Context, s Services) Machine {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	if c, err := pgx.Connect(ctx, s.PostgresDSN); err == nil {
-		var v string
+		var v, fsync, sc string
 		_ = c.QueryRow(ctx, "SHOW server_version").Scan(&v)
-		add("PostgreSQL", v)
+		// The test instance runs without fsync: commits are cheaper than
+		// on a production server, which matters for every figure with a
+		// transaction in it.
+		_ = c.QueryRow(ctx, "SHOW fsync").Scan(&fsync)
+		_ = c.QueryRow(ctx, "SHOW synchronous_commit").Scan(&sc)
+		add("PostgreSQL", fmt.Sprintf("%s (fsync=%s, synchronous_commit=%s)", v, fsync, sc))
 		c.Close(ctx)
 	} else {
 		add("PostgreSQL", "")

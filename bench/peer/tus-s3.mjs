@@ -1,6 +1,7 @@
 // The peer of the upload benchmark: the reference tus server in Node.js
-// (@tus/server with @tus/s3-store, default options) writing to the same
-// MinIO as postbox. Started by "postbox bench" with its settings in env;
+// (@tus/server with @tus/s3-store) writing to the same MinIO as postbox,
+// with 5 MiB parts (default 8 MiB) so a 5 MiB chunk is one part, as in
+// postbox. Started by "postbox bench" with its settings in env;
 // answers /healthz for the start check.
 import http from 'node:http';
 import { Server } from '@tus/server';
@@ -13,6 +14,7 @@ const env = (name) => {
 };
 
 const store = new S3Store({
+  partSize: 5 * 1024 * 1024,
   s3ClientConfig: {
     bucket: env('PEER_S3_BUCKET'),
     region: 'us-east-1',

@@ -6,7 +6,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"net/http"
 	"strconv"
 	"sync"
@@ -16,6 +15,7 @@ import (
 	miniogo "github.com/minio/minio-go/v7"
 	"github.com/minio/minio-go/v7/pkg/encrypt"
 
+	"postbox/bench"
 	"postbox/kasse"
 )
 
@@ -23,40 +23,6 @@ const (
 	benchSize  = 1 << 30  // one file
 	benchChunk = 64 << 20 // tus PATCH size
 )
-
-// source hands out size bytes cycling through a 64 MiB random block that
-// starts like a PDF: cheap to produce, the same for both contenders, and
-// not compressible.
-type source struct {
-	block []byte
-	pos   int
-	left  int64
-}
-
-var (
-	blockOnce sync.Once
-	block     []byte
-)
-
-func newSource(size int64) *source {
-	blockOnce.Do(func() {
-		block = make([]byte, 64<<20)
-		rand.NewChaCha8([32]byte{42}).Read(block)
-		copy(block, "%PDF-1.7\n")
-	})
-	return &source{block: block, left: size}
-}
-
-func (s *source) Read(p []byte) (int, error) {
-	if s.left == 0 {
-		return 0, io.EOF
-	}
-	p = p[:min(int64(len(p)), s.left)]
-	n := copy(p, s.block[s.pos:])
-	s.pos = (s.pos + n) % len(s.block)
-	s.left -= int64(n)
-	return n, nil
-}
 
 // BenchmarkUpload1GiB compares a 1 GiB upload through postbox's tus
 // endpoint (real HTTP over loopback, 64 MiB PATCHes, into MinIO) with
@@ -75,7 +41,7 @@ func BenchmarkUpload1GiB(b *testing.B) {
 	cookie := login(b, srv.addr, kasseID, kvnr, e.issuePIN(b, kasseID, kvnr))
 	c := newClient(srv.addr, cookie)
 	mc := e.minio(b)
-	newSource(0) // make the block before timing
+	bench.Data(0) // make the block before timing
 
 	// The machine is shared: each contender runs several rounds, in
 	// alternating order, and the fastest round of each counts.
@@ -88,7 +54,7 @@ func BenchmarkUpload1GiB(b *testing.B) {
 					put := func() time.Duration {
 						return timeParallel(b, tc.streams, func(j int) error {
 							_, err := mc.PutObject(context.Background(), e.bucket, fmt.Sprintf("bench/put-%d-%d-%d-%d", tc.streams, i, r, j),
-								newSource(benchSize), benchSize, miniogo.PutObjectOptions{ServerSideEncryption: encrypt.NewSSE(), ContentType: "application/octet-stream"})
+								bench.Data(benchSize), benchSize, miniogo.PutObjectOptions{ServerSideEncryption: encrypt.NewSSE(), ContentType: "application/octet-stream"})
 							return err
 						})
 					}
@@ -150,7 +116,7 @@ func timeParallel(b *testing.B, n int, fn func(j int) error) time.Duration {
 // tusUpload creates an upload and sends 1 GiB in 64 MiB PATCHes.
 func tusUpload(b *testing.B, c *client) error {
 	url := c.create(b, benchSize, "bench.pdf")
-	src := newSource(benchSize)
+	src := bench.Data(benchSize)
 	for off := int64(0); off < benchSize; off += benchChunk {
 		status, newOff, err := c.patch(context.Background(), url, off, io.LimitReader(src, benchChunk), benchChunk)
 		if err != nil {
