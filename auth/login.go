@@ -36,8 +36,23 @@ type LoginResult struct {
 // an authenticator device.
 var ErrNoSecondFactor = errors.New("no second factor")
 
-// ErrUnlockCodeInvalid: the Freischaltcode is wrong, used or expired.
+// ErrUnlockCodeInvalid: the Freischaltcode is wrong, used or expired. The
+// login answers it as an *UnlockCodeError, which says which.
 var ErrUnlockCodeInvalid = errors.New("unlock code invalid")
+
+// UnlockCodeError is ErrUnlockCodeInvalid with what the person can do
+// about it. Only someone who already typed the right password learns it.
+type UnlockCodeError struct {
+	// Expired: the letter's code is past its lifetime; only a new letter helps.
+	Expired bool
+	// Voided: it was entered wrongly MTANMaxAttempts times (now or before).
+	Voided bool
+	// TriesLeft: wrong entries left before the code is voided (a wrong code).
+	TriesLeft int
+}
+
+func (e *UnlockCodeError) Error() string { return ErrUnlockCodeInvalid.Error() }
+func (e *UnlockCodeError) Unwrap() error { return ErrUnlockCodeInvalid }
 
 // SecurityQuestions are the questions to choose from at the first login
 // (seed 002: "Auswahl der Sicherheitsfrage").
@@ -349,13 +364,14 @@ func (s *Service) LoginSecondFactor(ctx context.Context, m Meta, token, method, 
 				return err
 			}
 			if err != nil || unlock.AccountID != a.ID || unlock.TenantID != a.TenantID || !unlock.Usable(now) {
-				if err := s.countUnlockFailure(ctx, tx, a); err != nil {
+				refused, err := s.countUnlockFailure(ctx, tx, a)
+				if err != nil {
 					return err
 				}
 				if err := s.record(ctx, tx, m, loginEvent(a, audit.OutcomeFailure, `{"step":"unlock_code"}`)); err != nil {
 					return err
 				}
-				return errCommit{ErrUnlockCodeInvalid}
+				return errCommit{refused}
 			}
 		}
 		var ok bool
@@ -401,23 +417,31 @@ func (s *Service) LoginSecondFactor(ctx context.Context, m Meta, token, method, 
 }
 
 // countUnlockFailure voids the account's Freischaltcode after 5 wrong
-// entries; a new one comes with "Passwort vergessen".
-func (s *Service) countUnlockFailure(ctx context.Context, tx Tx, a Account) error {
+// entries (a new letter comes from the Kasse) and says why the entry was
+// refused.
+func (s *Service) countUnlockFailure(ctx context.Context, tx Tx, a Account) (*UnlockCodeError, error) {
 	tk, err := tx.LatestToken(ctx, a.TenantID, a.ID, PurposeUnlockCode)
 	if errors.Is(err, ErrTokenInvalid) {
-		return nil
+		return &UnlockCodeError{Expired: true}, nil
 	}
 	if err != nil {
-		return err
+		return nil, err
 	}
-	if !tk.Usable(tx.Now()) {
-		return nil
+	now := tx.Now()
+	switch {
+	case !tk.RevokedAt.IsZero():
+		return &UnlockCodeError{Voided: true}, nil
+	case !tk.Usable(now):
+		return &UnlockCodeError{Expired: true}, nil
 	}
 	tk.Attempts++
 	if tk.Attempts >= MTANMaxAttempts {
-		tk.RevokedAt = tx.Now()
+		tk.RevokedAt = now
 	}
-	return tx.UpdateToken(ctx, tk)
+	if err := tx.UpdateToken(ctx, tk); err != nil {
+		return nil, err
+	}
+	return &UnlockCodeError{Voided: tk.Attempts >= MTANMaxAttempts, TriesLeft: max(MTANMaxAttempts-tk.Attempts, 0)}, nil
 }
 
 // advance moves an unfinished login to its next stage, or finishes it.

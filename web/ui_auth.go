@@ -8,6 +8,7 @@ package web
 
 import (
 	"errors"
+	"fmt"
 	"net/url"
 	"strings"
 
@@ -38,8 +39,20 @@ func uiMeta(c *fiber.Ctx) auth.Meta { return auth.Meta{ClientAddr: c.IP(), Reque
 // with the field it belongs to and the status of the page. ok is false for
 // errors that are not the user's (they become the 500 page).
 func authMessage(err error) (field, msg string, status int, ok bool) {
-	var young *auth.TooYoungError
+	var (
+		young  *auth.TooYoungError
+		unlock *auth.UnlockCodeError
+	)
 	switch {
+	case errors.As(err, &unlock) && unlock.Voided:
+		return "freischaltcode", "Der Freischaltcode wurde fünfmal falsch eingegeben und ist deshalb gesperrt. Bitte wenden Sie sich an Ihre Krankenkasse; " +
+			"Sie erhalten dann einen Brief mit einem neuen Freischaltcode.", fiber.StatusLocked, true
+	case errors.As(err, &unlock) && unlock.Expired:
+		return "freischaltcode", "Ihr Freischaltcode ist abgelaufen: Er gilt nur eine begrenzte Zeit nach dem Versand des Briefes. " +
+			"Bitte wenden Sie sich an Ihre Krankenkasse; Sie erhalten dann einen Brief mit einem neuen Freischaltcode.", fiber.StatusGone, true
+	case errors.As(err, &unlock):
+		return "freischaltcode", fmt.Sprintf("Der Freischaltcode ist nicht richtig. Bitte übernehmen Sie die 12 Zeichen genau aus dem Brief "+
+			"(Bindestriche und Leerzeichen dürfen Sie mit eingeben). Noch %s, danach wird der Freischaltcode gesperrt.", tries(unlock.TriesLeft)), fiber.StatusBadRequest, true
 	case errors.Is(err, auth.ErrLoginFailed):
 		return "password", "Benutzername oder Passwort sind nicht richtig, oder der Zugang ist gesperrt. Bitte prüfen Sie Ihre Eingaben. " +
 			"Nach fünf falschen Passwörtern in Folge wird der Zugang gesperrt; wenden Sie sich dann an Ihre Krankenkasse.", fiber.StatusUnauthorized, true
@@ -97,6 +110,14 @@ func authErrors(err error, fallbackField string) (formErrors, int, bool) {
 		field = fallbackField
 	}
 	return formErrors{{field, msg}}, status, true
+}
+
+// tries is "1 Versuch" or "n Versuche".
+func tries(n int) string {
+	if n == 1 {
+		return "1 Versuch"
+	}
+	return fmt.Sprintf("%d Versuche", n)
 }
 
 type loginData struct {

@@ -40,6 +40,8 @@ type uiWorld struct {
 	people map[string]auth.Principal
 	sms    *smsCapture
 	key    []byte // the one key of auth, blobs and PIN hasher; a replica needs it
+	// letters is the directory the auth service posts its letters to (PDF).
+	letters string
 }
 
 // smsCapture keeps the SMS the auth service sends (the mTAN).
@@ -89,7 +91,8 @@ func newUIWorld(t *testing.T) *uiWorld {
 		t.Fatal(err)
 	}
 	w := &uiWorld{t: t, db: db, people: map[string]auth.Principal{}, sms: &smsCapture{last: map[string]string{}}, key: key}
-	letters, err := auth.NewLetterDir(filepath.Join(dir, "letters"))
+	w.letters = filepath.Join(dir, "letters")
+	letters, err := auth.NewLetterDir(w.letters)
 	if err != nil {
 		t.Fatal(err)
 	}
