@@ -7,8 +7,11 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"maps"
 	"net"
+	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -106,8 +109,26 @@ func (s *Server) healthz(c *fiber.Ctx) error {
 }
 
 // readyz probes every dependency in parallel with a short timeout and names
-// each one that is down.
+// each one that is down. "?require=postgres,minio" answers 503 only when one
+// of the named checks is down (the body still reports all): a Kubernetes
+// readiness probe must not take every replica out of the Service because
+// ClickHouse or SMTP is away, whose work waits in the outboxes.
 func (s *Server) readyz(c *fiber.Ctx) error {
+	var required map[string]bool
+	if q := c.Query("require"); q != "" {
+		required = map[string]bool{}
+		known := map[string]bool{}
+		for _, chk := range s.opts.Checks {
+			known[chk.Name] = true
+		}
+		for _, name := range strings.Split(q, ",") {
+			if !known[name] {
+				return SendProblem(c, fiber.StatusBadRequest, "unbekannte-pruefung", "Ungültige Anfrage",
+					"Die Prüfung „"+name+"“ gibt es hier nicht. Bekannt sind: "+strings.Join(slices.Sorted(maps.Keys(known)), ", ")+".")
+			}
+			required[name] = true
+		}
+	}
 	ctx, cancel := context.WithTimeout(c.UserContext(), 3*time.Second)
 	defer cancel()
 	type result struct {
@@ -137,8 +158,10 @@ func (s *Server) readyz(c *fiber.Ctx) error {
 	}
 	sort.Strings(down)
 	status, code := "ready", fiber.StatusOK
-	if len(down) > 0 {
-		status, code = "not ready", fiber.StatusServiceUnavailable
+	for _, name := range down {
+		if required == nil || required[name] {
+			status, code = "not ready", fiber.StatusServiceUnavailable
+		}
 	}
 	return c.Status(code).JSON(fiber.Map{"status": status, "down": down, "checks": results})
 }
