@@ -83,6 +83,7 @@ func seedDemo(ctx context.Context, a *app) (*demoData, error) {
 	}{
 		{auth.RoleInsured, "Versicherte", "erika", "Erika Mustermann"},
 		{auth.RoleCaseworker, "Sachbearbeitung", "sachb", "Sam Sachbearbeiter"},
+		{auth.RoleTeamLead, "Teamleitung", "leitung", "Tara Teamleitung"},
 		{auth.RoleAuditor, "Prüfung (Audit)", "pruefer", "Paula Prüferin"},
 		{auth.RoleProviderAdmin, "Leistungserbringer-Admin", "lebadmin", "Bernd Apoll"},
 	}
@@ -129,7 +130,7 @@ func seedDemo(ctx context.Context, a *app) (*demoData, error) {
 	if err := prepareDemoLogins(ctx, a, d); err != nil {
 		return nil, err
 	}
-	if err := seedDemoTeams(ctx, a, "sachb"); err != nil {
+	if err := seedDemoTeams(ctx, a, "sachb", "leitung"); err != nil {
 		return nil, err
 	}
 

@@ -11,14 +11,19 @@ import (
 )
 
 // seedDemoTeams gives the demo Kasse a team inbox per Anliegen (the topic
-// a submission or a new message goes to) and puts the demo caseworker in
-// every one, so what the insured person sends shows up in "sachb"'s team
-// inbox. Existing teams and memberships are kept (re-runs, PostgreSQL:
-// look before inserting, since a failed INSERT aborts the transaction).
-func seedDemoTeams(ctx context.Context, a *app, caseworker string) error {
-	acc, err := a.db.AccountByUsername(ctx, demoKasseID, caseworker)
-	if err != nil {
-		return fmt.Errorf("demo teams: %w", err)
+// a submission or a new message goes to) and puts the demo caseworker and
+// team lead in every one, so what the insured person sends shows up in
+// their team inbox (and the team lead can set a legal hold on it).
+// Existing teams and memberships are kept (re-runs, PostgreSQL: look
+// before inserting, since a failed INSERT aborts the transaction).
+func seedDemoTeams(ctx context.Context, a *app, members ...string) error {
+	var accounts []string
+	for _, username := range members {
+		acc, err := a.db.AccountByUsername(ctx, demoKasseID, username)
+		if err != nil {
+			return fmt.Errorf("demo teams: %w", err)
+		}
+		accounts = append(accounts, acc.ID)
 	}
 	return a.db.InTx(ctx, func(tx *sqldb.Tx) error {
 		mtx := tx.Mailbox()
@@ -30,13 +35,15 @@ func seedDemoTeams(ctx context.Context, a *app, caseworker string) error {
 			if err != nil {
 				return fmt.Errorf("demo team %s: %w", ct.Type, err)
 			}
-			member, err := mtx.IsTeamMember(ctx, demoKasseID, team.ID, acc.ID)
-			if err != nil {
-				return err
-			}
-			if !member {
-				if err := tx.AddTeamMember(ctx, demoKasseID, team.ID, acc.ID); err != nil {
+			for _, id := range accounts {
+				member, err := mtx.IsTeamMember(ctx, demoKasseID, team.ID, id)
+				if err != nil {
 					return err
+				}
+				if !member {
+					if err := tx.AddTeamMember(ctx, demoKasseID, team.ID, id); err != nil {
+						return err
+					}
 				}
 			}
 		}

@@ -77,7 +77,7 @@ async function start(bin, dir, env) {
     await new Promise((r) => setTimeout(r, 100));
   }
   const demo = parseDemo(out);
-  for (const want of ['erika', 'sachb', 'pruefer']) {
+  for (const want of ['erika', 'sachb', 'leitung', 'pruefer']) {
     if (!demo.logins[want] || !demo.totp[want]) { throw new Error(`demo output lacks the login of ${want}:\n${out}`); }
   }
   if (!demo.pin) { throw new Error('demo output lacks the Einmal-PIN:\n' + out); }

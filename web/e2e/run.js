@@ -10,7 +10,8 @@
 //     server's offset), fills in the form (autosaved), submits
 //   → receipt with the Vorgang number and each file's SHA-256
 //   → the caseworker sees the thread and the Vorgang, replies with an
-//     attachment, moves the Vorgang on
+//     attachment, moves the Vorgang on; the team lead sets and ends a
+//     legal hold on the thread
 //   → (server mode) maildev received one content-free mail
 //   → the insured person logs in with password + TOTP, reads the reply,
 //     downloads the attachment, sees the Vorgang's timeline
@@ -265,6 +266,31 @@ async function journey(bin, label, env) {
     await cw.getByRole('button', { name: 'Zugang entsperren' }).click();
     await cw.locator('.notice--success').filter({ hasText: 'Der Zugang ist entsperrt.' }).waitFor();
 
+    // ---- The team lead keeps the thread for legal reasons, then ends that. ----
+    // A caseworker has no such button; the team lead of the same team does.
+    await cw.getByRole('link', { name: 'Team-Postfach' }).click();
+    await cw.getByRole('link', { name: subject }).click();
+    assert.equal(await cw.getByRole('button', { name: 'Aufbewahren' }).count(), 0, 'a caseworker cannot set a legal hold');
+    const leadCtx = await newContext();
+    const lead = await leadCtx.newPage();
+    watch(lead);
+    await login(lead, 'leitung', demo, false);
+    await lead.waitForURL(/\/team$/);
+    await lead.getByRole('link', { name: subject }).click();
+    await lead.locator('#h-aufbewahrung').waitFor();
+    await check(lead, 'team-aufbewahrung');
+    await lead.getByRole('button', { name: 'Aufbewahren', exact: true }).click();
+    await lead.locator('.notice--success').filter({ hasText: 'wegen rechtlicher Gründe aufbewahrt' }).waitFor();
+    assert.match(await lead.locator('main').innerText(), /Diese Unterhaltung wird aufbewahrt und von den Löschfristen ausgenommen/);
+    await check(lead, 'team-aufbewahrung-an', { shots });
+    // Keyboard only: the button is reachable and pressed with Enter.
+    await lead.getByRole('button', { name: 'Aufbewahrung beenden' }).focus();
+    await Promise.all([lead.waitForURL(/hinweis=aufbewahrung-aus/), lead.keyboard.press('Enter')]);
+    await lead.locator('.notice--success').filter({ hasText: 'Die Aufbewahrung wegen rechtlicher Gründe ist beendet' }).waitFor();
+    assert.match(await lead.locator('main').innerText(), /unterliegt den normalen Löschfristen/);
+    await check(lead, 'team-aufbewahrung-aus');
+    await leadCtx.close();
+
     // ---- The provider admin consents at the first login and invites a user. ----
     const admCtx = await newContext();
     const adm = await admCtx.newPage();
@@ -398,7 +424,7 @@ async function audit(browser, newContext, demo, vorgang, shots) {
 
   const today = new Date().toLocaleDateString('sv-SE', { timeZone: 'Europe/Berlin' });
   for (const type of ['intake.pin.issued', 'intake.pin.login', 'intake.upload.completed', 'intake.submitted', 'intake.file.submitted',
-    'mailbox.message.sent', 'mailbox.attachment.downloaded', 'vorgang.status.changed', 'auth.login', 'audit.query']) {
+    'mailbox.message.sent', 'mailbox.attachment.downloaded', 'mailbox.thread.legal_hold', 'vorgang.status.changed', 'auth.login', 'audit.query']) {
     await page.goto('/pruefung');
     await page.getByLabel('Von (Datum)').fill(today);
     await page.getByLabel('Ereignisart').fill(type);
