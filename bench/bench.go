@@ -57,11 +57,14 @@ func ServicesFromEnv(getenv func(string) string) (Services, error) {
 // Options choose what a run measures.
 type Options struct {
 	Services Services
-	Binary   string   // the postbox binary started as server (usually the running one)
-	Quick    bool     // tiny sizes: checks that every step works, measures nothing worth keeping
-	Runs     int      // repetitions of each measurement (min/median/max); ≥ 3 for the record
-	Steps    []string // subset of StepNames; empty: all
-	Log      io.Writer
+	Binary   string // the postbox binary started as server (usually the running one)
+	// ProfileDir, when set, gets a CPU profile of every postbox server
+	// the run starts ("postbox bench serve --cpuprofile").
+	ProfileDir string
+	Quick      bool     // tiny sizes: checks that every step works, measures nothing worth keeping
+	Runs       int      // repetitions of each measurement (min/median/max); ≥ 3 for the record
+	Steps      []string // subset of StepNames; empty: all
+	Log        io.Writer
 }
 
 // StepNames lists the steps in the order they run.

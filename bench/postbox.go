@@ -77,7 +77,11 @@ func (s *postboxSetup) start(ctx context.Context) (*proc, string, error) {
 		return nil, "", err
 	}
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-	p, err := s.r.startProc(ctx, "postbox", s.env(addr), "http://"+addr+"/healthz", s.r.opts.Binary, "serve")
+	args := []string{"serve"}
+	if dir := s.r.opts.ProfileDir; dir != "" {
+		args = []string{"bench", "serve", "--cpuprofile", filepath.Join(dir, fmt.Sprintf("postbox-%s-%s.pprof", s.r.step, randHex(3)))}
+	}
+	p, err := s.r.startProc(ctx, "postbox", s.env(addr), "http://"+addr+"/healthz", s.r.opts.Binary, args...)
 	if err != nil {
 		return nil, "", err
 	}

@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"strings"
 
 	"postbox/bench"
@@ -16,6 +18,9 @@ import (
 // services in one go, then regenerates the section of BENCHMARKS.md and
 // the upload plot.
 func cmdBench(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	if len(args) > 0 && args[0] == "serve" {
+		return cmdBenchServe(ctx, args[1:], getenv, stdout, stderr)
+	}
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	quick := fs.Bool("quick", false, "tiny sizes: check that every step works (seconds, not a measurement)")
@@ -24,6 +29,7 @@ func cmdBench(ctx context.Context, args []string, getenv func(string) string, st
 	md := fs.String("markdown", "BENCHMARKS.md", "Markdown file whose generated section is replaced (empty: none)")
 	svg := fs.String("svg", "bench/upload.svg", "SVG plot of the upload throughput (empty: none)")
 	binary := fs.String("binary", "", "postbox binary to start as server (default: this one)")
+	profile := fs.String("profile", "", "directory for CPU profiles of every postbox server the run starts (go tool pprof)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -39,7 +45,7 @@ func cmdBench(ctx context.Context, args []string, getenv func(string) string, st
 	}
 	// Migrations of the step databases log at info; only problems matter here.
 	slog.SetDefault(slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
-	opts := bench.Options{Services: svcs, Binary: *binary, Quick: *quick, Runs: *runs, Log: stderr}
+	opts := bench.Options{Services: svcs, Binary: *binary, ProfileDir: *profile, Quick: *quick, Runs: *runs, Log: stderr}
 	if *only != "" {
 		opts.Steps = strings.Split(*only, ",")
 	}
@@ -66,4 +72,23 @@ func cmdBench(ctx context.Context, args []string, getenv func(string) string, st
 		}
 	}
 	return runErr
+}
+
+// cmdBenchServe is "postbox bench serve --cpuprofile FILE [serve settings]":
+// the server with a CPU profile of its whole life, written when it stops.
+// "postbox bench --profile DIR" starts its servers this way.
+func cmdBenchServe(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	if len(args) < 2 || args[0] != "--cpuprofile" {
+		return fmt.Errorf("usage: postbox bench serve --cpuprofile FILE [serve settings]")
+	}
+	f, err := os.Create(args[1])
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if err := pprof.StartCPUProfile(f); err != nil {
+		return err
+	}
+	defer pprof.StopCPUProfile()
+	return cmdServe(ctx, args[2:], getenv, stdout, stderr)
 }
