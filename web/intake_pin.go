@@ -524,7 +524,7 @@ func (h *PINIntake) download(c *fiber.Ctx) error {
 	c.Set(fiber.HeaderXContentTypeOptions, "nosniff")
 	c.Set(fiber.HeaderCacheControl, "private, no-store")
 	// Should a browser still render it, it runs nothing and loads nothing.
-	c.Set(fiber.HeaderContentSecurityPolicy, "sandbox; default-src 'none'")
+	c.Set(fiber.HeaderContentSecurityPolicy, "sandbox; default-src 'none'; frame-ancestors 'none'")
 	if f.SHA256 != "" {
 		c.Set("X-Content-SHA256", f.SHA256)
 	}

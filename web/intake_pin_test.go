@@ -463,7 +463,8 @@ func testDraftSubmitAndDownload(t *testing.T, d *pinDesk) {
 		t.Fatalf("Content-Disposition %q → %v, %v", cd, params, err)
 	}
 	if resp.Header.Get("Content-Type") != "application/pdf" || resp.Header.Get("X-Content-Type-Options") != "nosniff" ||
-		!strings.Contains(resp.Header.Get("Cache-Control"), "no-store") {
+		!strings.Contains(resp.Header.Get("Cache-Control"), "no-store") ||
+		!strings.Contains(resp.Header.Get("Content-Security-Policy"), "sandbox") || !strings.Contains(resp.Header.Get("Content-Security-Policy"), "frame-ancestors 'none'") {
 		t.Fatalf("download headers: %v", resp.Header)
 	}
 	for name, who := range map[string]*auth.Principal{

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"maps"
 	"net"
+	"runtime/debug"
 	"slices"
 	"sort"
 	"strings"
@@ -16,6 +17,7 @@ import (
 	"time"
 
 	"github.com/gofiber/fiber/v2"
+	fiberrecover "github.com/gofiber/fiber/v2/middleware/recover"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -84,11 +86,20 @@ func New(opts Options) *Server {
 		// address is only ever stored as a keyed hash.
 		ProxyHeader: "",
 	})
-	s.app.Use(s.requestID, s.accessLog, securityHeaders(opts.HSTS), s.limitWholeBodies)
+	s.app.Use(s.requestID, s.accessLog, securityHeaders(opts.HSTS), s.recoverPanics(), s.limitWholeBodies)
 	s.app.Get("/healthz", s.healthz)
 	s.app.Get("/readyz", s.readyz)
 	s.app.Get("/metrics", s.metricsHandler())
 	return s
+}
+
+// recoverPanics turns a panicking handler into an error, which the error
+// handler answers with a 500 (with the security headers); without it one
+// bug in a handler would end the whole process.
+func (s *Server) recoverPanics() fiber.Handler {
+	return fiberrecover.New(fiberrecover.Config{EnableStackTrace: true, StackTraceHandler: func(c *fiber.Ctx, _ any) {
+		s.opts.Logger.ErrorContext(c.UserContext(), "handler panicked", "request_id", RequestID(c), "stack", string(debug.Stack()))
+	}})
 }
 
 // App exposes the Fiber app so feature packages can mount their routes and

@@ -77,6 +77,13 @@ func (b uiBlobs) Open(ctx context.Context, key string) (io.ReadCloser, error) {
 
 func newUIWorld(t *testing.T) *uiWorld {
 	t.Helper()
+	return newUIWorldWith(t, Options{})
+}
+
+// newUIWorldWith builds the world on a server with these options (the
+// logger is always quiet).
+func newUIWorldWith(t *testing.T, o Options) *uiWorld {
+	t.Helper()
 	ctx := context.Background()
 	dir := t.TempDir()
 	db, err := sqlite.Open(ctx, filepath.Join(dir, "postbox.db"))
@@ -148,7 +155,8 @@ func newUIWorld(t *testing.T) *uiWorld {
 	if err != nil {
 		t.Fatal(err)
 	}
-	w.srv = New(Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	o.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	w.srv = New(o)
 	w.srv.UseSessions(w.auth, SessionOptions{})
 	desk := NewPINIntake(PINIntakeOptions{Service: w.pin, BaseURL: "http://example.com", ClientKey: key})
 	desk.Mount(w.srv.App())
