@@ -64,6 +64,10 @@ func TestAuditPages(t *testing.T) {
 	if resp.StatusCode != 422 || !strings.Contains(page, `<a href="#f-typ">`) {
 		t.Errorf("bad type: %d", resp.StatusCode)
 	}
+	// Filter values typed by the auditor come back as text in the form.
+	_, page = pruefer.get("/pruefung?suche=1&objektart=vorgang&objekt=" + url.QueryEscape(hostile))
+	assertEscaped(t, "Ereignisse mit feindlichem Filter", page)
+	checkPage(t, "Ereignisse mit feindlichem Filter", page)
 	resp, page = pruefer.get("/pruefung?suche=1&objektart=vorgang&objekt=" + vg.ID + "&typ=vorgang.viewed")
 	if resp.StatusCode != 200 {
 		t.Fatalf("search: %d %s", resp.StatusCode, page)
