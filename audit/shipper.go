@@ -20,6 +20,10 @@ type Outbox interface {
 type CursorOutbox interface {
 	Outbox
 	PendingEventsAfter(ctx context.Context, after *Cursor, limit int) ([]Event, error)
+	// MarkBatchShipped is MarkEventsShipped for one result of
+	// PendingEventsAfter, unchanged and in its order, so the outbox can
+	// mark it by the range it spans.
+	MarkBatchShipped(ctx context.Context, batch []Event) error
 }
 
 // Shipper moves events from the outbox to the event store. It is
@@ -45,6 +49,9 @@ func (s *Shipper) batch() int {
 	}
 	return 10000
 }
+
+// BatchSize is the number of events per Append in effect.
+func (s *Shipper) BatchSize() int { return s.batch() }
 
 func (s *Shipper) interval() time.Duration {
 	if s.Interval > 0 {
@@ -185,7 +192,7 @@ func (s *Shipper) runPipelined(ctx context.Context, co CursorOutbox) {
 			case <-ctx.Done():
 				return
 			}
-			if !s.until(ctx, "mark shipped", len(evs), func() error { return co.MarkEventsShipped(ctx, ids(evs)) }) {
+			if !s.until(ctx, "mark shipped", len(evs), func() error { return co.MarkBatchShipped(ctx, evs) }) {
 				return
 			}
 			inflight.Add(-1)

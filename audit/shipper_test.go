@@ -66,6 +66,10 @@ func (o *memOutbox) MarkEventsShipped(_ context.Context, ids []string) error {
 	return nil
 }
 
+func (o *memOutbox) MarkBatchShipped(ctx context.Context, batch []Event) error {
+	return o.MarkEventsShipped(ctx, ids(batch))
+}
+
 func (o *memOutbox) left() int {
 	o.mu.Lock()
 	defer o.mu.Unlock()

@@ -20,7 +20,8 @@ const eventColumns = `id, tenant_id, seq, ts_unix_us, actor_id, actor_role, type
 // again; reads skip the copies and merges remove them.
 // The whole batch is validated first, so a bad event sends nothing.
 func (s *Store) Append(ctx context.Context, events []audit.Event) error {
-	if len(events) == 0 {
+	n := len(events)
+	if n == 0 {
 		return nil
 	}
 	for _, e := range events {
@@ -33,35 +34,65 @@ func (s *Store) Append(ctx context.Context, events []audit.Event) error {
 		return fmt.Errorf("append audit events to clickhouse %s: %w", s.addr, err)
 	}
 	defer batch.Close()
-	// Column by column: one slice per column instead of 16 reflected
-	// values per row (measured: rows/s several times the row-wise Append).
-	n := len(events)
-	ts := make([]time.Time, n)
-	seq, us := make([]int64, n), make([]int64, n)
-	cols := make([][]string, 13)
-	for i := range cols {
-		cols[i] = make([]string, n)
-	}
-	for i, e := range events {
-		u := e.Time.UnixMicro()
-		ts[i], us[i], seq[i] = time.Unix(u/1e6, 0).UTC(), u, e.Seq
-		for j, v := range [...]string{e.ID, e.TenantID, e.ActorID, e.ActorRole, e.Type, e.SubjectType, e.SubjectID,
-			string(e.Outcome), e.ClientHash, e.RequestID, e.Details, e.PrevHash, e.Hash} {
-			cols[j][i] = v
+	// The events go as blocks of appendChunk rows within one INSERT: each
+	// Flush sends a block and keeps the column buffers for the next, so
+	// they grow once to a chunk's size instead of step by step to the whole
+	// batch's (measured: that growth was a fifth of the shipper's CPU).
+	// The server squashes the blocks of one INSERT into one part
+	// (min_insert_block_size_rows), and Send acknowledges them together.
+	var c columns
+	for len(events) > 0 {
+		chunk := events[:min(len(events), appendChunk)]
+		events = events[len(chunk):]
+		if err := c.append(batch, chunk); err != nil {
+			return err
 		}
-	}
-	// Order of the INSERT: ts, id, tenant_id, seq, ts_unix_us, then the rest.
-	values := []any{ts, cols[0], cols[1], seq, us}
-	for _, c := range cols[2:] {
-		values = append(values, c)
-	}
-	for i, v := range values {
-		if err := batch.Column(i).Append(v); err != nil {
-			return fmt.Errorf("append audit events, column %d: %w", i, err)
+		if len(events) > 0 {
+			if err := batch.Flush(); err != nil {
+				return fmt.Errorf("append audit events to clickhouse %s: %w", s.addr, err)
+			}
 		}
 	}
 	if err := batch.Send(); err != nil {
-		return fmt.Errorf("append %d audit events to clickhouse %s: %w", len(events), s.addr, err)
+		return fmt.Errorf("append %d audit events to clickhouse %s: %w", n, s.addr, err)
+	}
+	return nil
+}
+
+const appendChunk = 2000
+
+// columns are the per-column slices of one chunk, reused across chunks.
+// Column by column: one slice per column instead of 16 reflected values
+// per row (measured: rows/s several times the row-wise Append).
+type columns struct {
+	ts      []time.Time
+	seq, us []int64
+	str     [13][]string
+}
+
+func (c *columns) append(batch driver.Batch, events []audit.Event) error {
+	n := len(events)
+	c.ts, c.seq, c.us = c.ts[:0], c.seq[:0], c.us[:0]
+	for j := range c.str {
+		c.str[j] = c.str[j][:0]
+	}
+	for _, e := range events {
+		u := e.Time.UnixMicro()
+		c.ts, c.us, c.seq = append(c.ts, time.Unix(u/1e6, 0).UTC()), append(c.us, u), append(c.seq, e.Seq)
+		for j, v := range [...]string{e.ID, e.TenantID, e.ActorID, e.ActorRole, e.Type, e.SubjectType, e.SubjectID,
+			string(e.Outcome), e.ClientHash, e.RequestID, e.Details, e.PrevHash, e.Hash} {
+			c.str[j] = append(c.str[j], v)
+		}
+	}
+	// Order of the INSERT: ts, id, tenant_id, seq, ts_unix_us, then the rest.
+	values := []any{c.ts, c.str[0], c.str[1], c.seq, c.us}
+	for _, col := range c.str[2:] {
+		values = append(values, col)
+	}
+	for i, v := range values {
+		if err := batch.Column(i).Append(v); err != nil {
+			return fmt.Errorf("append %d audit events, column %d: %w", n, i, err)
+		}
 	}
 	return nil
 }

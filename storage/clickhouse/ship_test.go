@@ -17,33 +17,6 @@ import (
 	"postbox/storage/storagetest"
 )
 
-// fillOutbox writes n events of tenant into the PostgreSQL outbox with one
-// INSERT … SELECT, bypassing RecordEvent: shipping does not look at the
-// chain, and the benchmark measures shipping, not producing. Ids grow with
-// time like RecordEvent's UUIDv7, so the outbox's primary key is read in
-// order as in production.
-func fillOutbox(tb testing.TB, db *sqldb.Store, tenant string, from, n int) {
-	tb.Helper()
-	_, err := db.DB().ExecContext(context.Background(), `INSERT INTO audit_outbox (id, tenant_id, seq, ts, actor_id, actor_role, type,
-		subject_type, subject_id, outcome, client_hash, request_id, details, prev_hash, hash)
-		SELECT lpad(to_hex($2 + i * 1000), 16, '0') || '-' || substr(md5($1 || i), 1, 19), $1, i, $2 + i * 1000, 'acc-' || (i % 200), 'caseworker',
-			(ARRAY['auth.login','vorgang.status.changed','mailbox.message.sent','intake.upload.completed'])[1 + i % 4],
-			'vorgang', 'v-' || (i % 10000), 'success', md5(i::text), 'req-' || i, '{"from":"eingegangen","to":"in_bearbeitung"}',
-			md5((i - 1)::text) || md5((i - 1)::text), md5(i::text) || md5(i::text)
-		FROM generate_series($3::bigint, $4::bigint) AS i`, tenant, time.Now().Add(-time.Hour).UnixMicro(), from+1, from+n)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	_, err = db.DB().ExecContext(context.Background(), `INSERT INTO audit_ship_queue (id, ts)
-		SELECT id, ts FROM audit_outbox WHERE tenant_id = $1 AND seq BETWEEN $2 AND $3`, tenant, from+1, from+n)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	if _, err := db.DB().ExecContext(context.Background(), `ANALYZE audit_outbox, audit_ship_queue`); err != nil {
-		tb.Fatal(err)
-	}
-}
-
 func openPG(tb testing.TB) *sqldb.Store {
 	tb.Helper()
 	db, err := postgres.Open(context.Background(), storagetest.FreshPostgres(tb))
@@ -54,41 +27,74 @@ func openPG(tb testing.TB) *sqldb.Store {
 	return db
 }
 
-// stage timers: how long the shipper's three steps took in all, to see
-// which one limits the rate.
-type timedOutbox struct {
-	*sqldb.Store
-	read, mark atomic.Int64
-}
-
-func (o *timedOutbox) PendingEventsAfter(ctx context.Context, after *audit.Cursor, limit int) ([]audit.Event, error) {
-	t0 := time.Now()
-	defer func() { o.read.Add(int64(time.Since(t0))) }()
-	return o.Store.PendingEventsAfter(ctx, after, limit)
-}
-
-func (o *timedOutbox) MarkEventsShipped(ctx context.Context, ids []string) error {
-	t0 := time.Now()
-	defer func() { o.mark.Add(int64(time.Since(t0))) }()
-	return o.Store.MarkEventsShipped(ctx, ids)
-}
-
-type timedStore struct {
-	*Store
-	append atomic.Int64
-}
-
-func (s *timedStore) Append(ctx context.Context, evs []audit.Event) error {
-	t0 := time.Now()
-	defer func() { s.append.Add(int64(time.Since(t0))) }()
-	return s.Store.Append(ctx, evs)
+// TestMarkBatchShippedKeepsLateEvents: marking a batch by the range it
+// spans must not take an event that committed into that range after the
+// batch was read (its ts was taken before a slower commit); it stays
+// queued. A batch partly marked already (by another shipper) is marked
+// without error.
+func TestMarkBatchShippedKeepsLateEvents(t *testing.T) {
+	ctx := context.Background()
+	db := openPG(t)
+	if err := FillOutbox(ctx, db, "late", 0, 100); err != nil {
+		t.Fatal(err)
+	}
+	batch, err := db.PendingEventsAfter(ctx, nil, 50)
+	if err != nil || len(batch) != 50 {
+		t.Fatalf("read %d events (%v), want 50", len(batch), err)
+	}
+	// A late commit between the batch's 10th and 11th event.
+	late := batch[10]
+	late.ID, late.Seq = batch[10].ID+"-late", 1000
+	if _, err := db.DB().ExecContext(ctx, `INSERT INTO audit_outbox (id, tenant_id, seq, ts, actor_id, actor_role, type,
+		subject_type, subject_id, outcome, client_hash, request_id, details, prev_hash, hash)
+		SELECT $1, tenant_id, $2, ts, actor_id, actor_role, type, subject_type, subject_id, outcome, client_hash, request_id,
+		details, prev_hash, hash FROM audit_outbox WHERE id = $3`, late.ID, late.Seq, batch[10].ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.DB().ExecContext(ctx, `INSERT INTO audit_ship_queue (id, ts) SELECT id, ts FROM audit_outbox WHERE id = $1`, late.ID); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.MarkEventsShipped(ctx, []string{batch[0].ID, batch[49].ID}); err != nil { // another shipper was quicker
+		t.Fatal(err)
+	}
+	if err := db.MarkBatchShipped(ctx, batch); err != nil {
+		t.Fatal(err)
+	}
+	left, err := db.PendingEvents(ctx, 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids := map[string]bool{}
+	for _, e := range left {
+		ids[e.ID] = true
+	}
+	if len(left) != 51 || !ids[late.ID] {
+		t.Errorf("after marking the batch %d events are queued (late event queued: %v), want the 50 unread and the late one", len(left), ids[late.ID])
+	}
+	for _, e := range batch {
+		if ids[e.ID] {
+			t.Errorf("event %s of the marked batch is still queued", e.ID)
+		}
+	}
+	// Without a late event the range alone marks the next batch.
+	next, err := db.PendingEventsAfter(ctx, &audit.Cursor{Time: late.Time, ID: late.ID}, 20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.MarkBatchShipped(ctx, next); err != nil {
+		t.Fatal(err)
+	}
+	if n, _, err := db.OutboxDepth(ctx); err != nil || n != 31 {
+		t.Errorf("outbox depth %d (%v), want 31", n, err)
+	}
 }
 
 // BenchmarkShipOutboxToClickHouse ships a backlog of 1M events (or
 // POSTBOX_BENCH_SHIP_EVENTS) from the PostgreSQL outbox to ClickHouse
-// through audit.Shipper.Run, end to end: read, append, mark, overlapped.
-// read-s, append-s and mark-s are the time each step took in all; with
-// the steps overlapped, the busiest one bounds the rate.
+// through audit.Shipper.Run, end to end, with MeasureIngest (which the
+// bench command calls too). read-s, append-s and mark-s are the time each
+// step took in all; with the steps overlapped, the busiest one bounds the
+// rate. POSTBOX_BENCH_SHIP_BATCH overrides the shipper's batch size.
 func BenchmarkShipOutboxToClickHouse(b *testing.B) {
 	ctx := context.Background()
 	ch := openTestStore(b)
@@ -96,44 +102,39 @@ func BenchmarkShipOutboxToClickHouse(b *testing.B) {
 		b.Fatal(err)
 	}
 	db := openPG(b)
-	n := 1_000_000 // a backlog big enough to measure a sustained rate
-	if v := os.Getenv("POSTBOX_BENCH_SHIP_EVENTS"); v != "" {
-		var err error
-		if n, err = strconv.Atoi(v); err != nil {
+	cfg := IngestConfig{Events: envInt(b, "POSTBOX_BENCH_SHIP_EVENTS", 1_000_000), Batch: envInt(b, "POSTBOX_BENCH_SHIP_BATCH", 0),
+		CPU: LocalCPU}
+	var sum IngestResult
+	for b.Loop() {
+		res, err := MeasureIngest(ctx, db, ch, cfg)
+		if err != nil {
 			b.Fatal(err)
 		}
+		b.Logf("batch %d: %d events in %v: %.0f/s (read %v, append %v, mark %v; fill %v); CPU s: go %.1f, postgres %.1f, clickhouse %.1f",
+			res.Batch, res.Events, res.Elapsed.Round(time.Millisecond), res.PerSecond, res.Read.Round(time.Millisecond),
+			res.Append.Round(time.Millisecond), res.Mark.Round(time.Millisecond), res.Fill.Round(time.Millisecond),
+			res.CPU["go"].Seconds(), res.CPU["postgres"].Seconds(), res.CPU["clickhouse"].Seconds())
+		sum.Events += res.Events
+		sum.Elapsed += res.Elapsed
+		sum.Read, sum.Append, sum.Mark = sum.Read+res.Read, sum.Append+res.Append, sum.Mark+res.Mark
 	}
-	ob, st := &timedOutbox{Store: db}, &timedStore{Store: ch}
-	total := 0
-	for b.Loop() {
-		b.StopTimer()
-		fillOutbox(b, db, "bench", total, n)
-		shipped := make(chan int, 1000)
-		sh := &audit.Shipper{Outbox: ob, Store: st, Batch: 10000, Shipped: func(k int) { shipped <- k }}
-		ctx, cancel := context.WithCancel(ctx)
-		b.StartTimer()
-		go sh.Run(ctx)
-		for got := 0; got < n; {
-			select {
-			case k := <-shipped:
-				got += k
-			case <-time.After(time.Minute):
-				b.Fatalf("shipped %d of %d, then nothing for a minute", got, n)
-			}
-		}
-		b.StopTimer()
-		cancel()
-		total += n
-		b.StartTimer()
+	b.ReportMetric(float64(sum.Events)/sum.Elapsed.Seconds(), "events/s")
+	b.ReportMetric(sum.Read.Seconds()/float64(b.N), "read-s")
+	b.ReportMetric(sum.Append.Seconds()/float64(b.N), "append-s")
+	b.ReportMetric(sum.Mark.Seconds()/float64(b.N), "mark-s")
+}
+
+func envInt(tb testing.TB, name string, def int) int {
+	tb.Helper()
+	v := os.Getenv(name)
+	if v == "" {
+		return def
 	}
-	b.ReportMetric(float64(total)/b.Elapsed().Seconds(), "events/s")
-	for name, d := range map[string]int64{"read-s": ob.read.Load(), "append-s": st.append.Load(), "mark-s": ob.mark.Load()} {
-		b.ReportMetric(time.Duration(d).Seconds(), name)
+	n, err := strconv.Atoi(v)
+	if err != nil {
+		tb.Fatalf("%s: %v", name, err)
 	}
-	var rows uint64
-	if err := ch.conn.QueryRow(ctx, "SELECT uniqExact(id) FROM "+ch.db+".audit_trail").Scan(&rows); err != nil || rows != uint64(total) {
-		b.Fatalf("clickhouse holds %d distinct events, want %d (%v)", rows, total, err)
-	}
+	return n
 }
 
 // BenchmarkRecordEvent measures the producing side: one event per

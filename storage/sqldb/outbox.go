@@ -12,6 +12,9 @@ import (
 	"postbox/audit"
 )
 
+// The shipper reads ahead and marks by range only through this interface.
+var _ audit.CursorOutbox = (*Store)(nil)
+
 // RecordEvent appends an audit event to the outbox in this transaction and
 // links it into the tenant's hash chain. The chain head row is locked for the
 // rest of the transaction, so concurrent writers of one tenant queue up
@@ -87,6 +90,11 @@ func (s *Store) PendingEvents(ctx context.Context, limit int) ([]audit.Event, er
 // (ts, id) order: the queue is read by its index and joined to the outbox
 // rows by primary key. The shipper reads the next batch this way while the
 // previous one is still being appended (audit.CursorOutbox).
+//
+// On PostgreSQL the read runs without parallel workers: for a 10,000-row
+// page the planner picks a Gather Merge over 2 workers, whose start-up and
+// merge made each read 2-3 times slower than one plain nested loop
+// (measured over a 1M backlog: p50 132 ms against 49 ms, load 6-7).
 func (s *Store) PendingEventsAfter(ctx context.Context, after *audit.Cursor, limit int) ([]audit.Event, error) {
 	q := `SELECT o.id, o.tenant_id, o.seq, o.ts, o.actor_id, o.actor_role, o.type, o.subject_type, o.subject_id,
 		o.outcome, o.client_hash, o.request_id, o.details, o.prev_hash, o.hash
@@ -96,7 +104,27 @@ func (s *Store) PendingEventsAfter(ctx context.Context, after *audit.Cursor, lim
 		q += ` WHERE (q.ts, q.id) > ($2, $3)`
 		args = append(args, micros(after.Time), after.ID)
 	}
-	rows, err := s.db.QueryContext(ctx, s.rebind(q+` ORDER BY q.ts, q.id LIMIT $1`), args...)
+	q = s.rebind(q + ` ORDER BY q.ts, q.id LIMIT $1`)
+	if s.dialect != Postgres {
+		return s.pendingEvents(ctx, s.db, q, args, limit)
+	}
+	tx, err := s.db.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	if err != nil {
+		return nil, fmt.Errorf("pending events: %w", err)
+	}
+	defer tx.Rollback() //nolint:errcheck // read-only
+	if _, err := tx.ExecContext(ctx, `SET LOCAL max_parallel_workers_per_gather = 0`); err != nil {
+		return nil, fmt.Errorf("pending events: %w", err)
+	}
+	out, err := s.pendingEvents(ctx, tx, q, args, limit)
+	if err != nil {
+		return nil, err
+	}
+	return out, tx.Commit()
+}
+
+func (s *Store) pendingEvents(ctx context.Context, db querier, q string, args []any, limit int) ([]audit.Event, error) {
+	rows, err := db.QueryContext(ctx, q, args...)
 	if err != nil {
 		return nil, fmt.Errorf("pending events: %w", err)
 	}
@@ -110,12 +138,15 @@ func (s *Store) PendingEventsAfter(ctx context.Context, after *audit.Cursor, lim
 		)
 		if err := rows.Scan(&e.ID, &e.TenantID, &e.Seq, &ts, &e.ActorID, &e.ActorRole, &e.Type, &e.SubjectType, &e.SubjectID,
 			&outcome, &e.ClientHash, &e.RequestID, &e.Details, &e.PrevHash, &e.Hash); err != nil {
-			return nil, err
+			return nil, fmt.Errorf("pending events: %w", err)
 		}
 		e.Time, e.Outcome = fromMicros(ts), audit.Outcome(outcome)
 		out = append(out, e)
 	}
-	return out, rows.Err()
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("pending events: %w", err)
+	}
+	return out, nil
 }
 
 // MarkEventsShipped records that the event store has these events: their
@@ -146,6 +177,81 @@ func (s *Store) MarkEventsShipped(ctx context.Context, ids []string) error {
 		}
 	}
 	return nil
+}
+
+// MarkBatchShipped marks one batch read by PendingEventsAfter, in the order
+// it returned them (audit.CursorOutbox). On PostgreSQL the queue entries go
+// by the range of the queue's (ts, id) index the batch spans, in a
+// transaction that checks the deleted ids: if the range held an event the
+// batch did not (one that committed late with an earlier ts), it rolls
+// back and deletes by id instead, so that event stays queued for the next
+// pass. The range walks the index; id = ANY($1) alone was planned as a
+// sequential scan of the queue (87 ms per 10,000 on a 1M queue) or, as a
+// cached generic plan, 10,000 primary key probes (21 ms); the range takes
+// 1-6 ms. The ends come from the database's own ORDER BY, so its collation
+// decides the range, not Go's string order.
+func (s *Store) MarkBatchShipped(ctx context.Context, batch []audit.Event) error {
+	if len(batch) == 0 {
+		return nil
+	}
+	if s.dialect != Postgres {
+		return s.MarkEventsShipped(ctx, eventIDs(batch))
+	}
+	ok, err := s.markRange(ctx, batch)
+	if err != nil {
+		return fmt.Errorf("mark events shipped: %w", err)
+	}
+	if !ok {
+		return s.MarkEventsShipped(ctx, eventIDs(batch))
+	}
+	return nil
+}
+
+// markRange deletes the queue entries in the batch's range and commits
+// only if every one deleted belongs to the batch.
+func (s *Store) markRange(ctx context.Context, batch []audit.Event) (bool, error) {
+	in := make(map[string]struct{}, len(batch))
+	for _, e := range batch {
+		in[e.ID] = struct{}{}
+	}
+	lo, hi := batch[0], batch[len(batch)-1]
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return false, err
+	}
+	defer tx.Rollback() //nolint:errcheck // after Commit a no-op
+	rows, err := tx.QueryContext(ctx, `DELETE FROM audit_ship_queue
+		WHERE (ts, id) >= ($1, $2) AND (ts, id) <= ($3, $4) RETURNING id`,
+		micros(lo.Time), lo.ID, micros(hi.Time), hi.ID)
+	if err != nil {
+		return false, err
+	}
+	defer rows.Close()
+	foreign := false
+	var id string
+	for rows.Next() {
+		if err := rows.Scan(&id); err != nil {
+			return false, err
+		}
+		if _, ok := in[id]; !ok {
+			foreign = true
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return false, err
+	}
+	if foreign {
+		return false, nil // rolled back by the deferred Rollback
+	}
+	return true, tx.Commit()
+}
+
+func eventIDs(evs []audit.Event) []string {
+	out := make([]string, len(evs))
+	for i, e := range evs {
+		out[i] = e.ID
+	}
+	return out
 }
 
 // OutboxDepth counts audit events not yet shipped and mails not yet sent.
