@@ -101,6 +101,7 @@ func (s *postboxSetup) start(ctx context.Context) (*proc, string, error) {
 func (s *postboxSetup) kasse(ctx context.Context, n int, online bool) (kasse.Kasse, []kasse.Person, error) {
 	st := kasse.DefaultSettings()
 	st.MaxSubmissionBytes = 1 << 40
+	st.MaxFileBytes = 1 << 40
 	st.MaxFilesPerUpload = 100000
 	k := kasse.Kasse{ID: "bench-" + randHex(5), Name: "Benchkasse", PortalURL: "http://portal.invalid", Settings: st}
 	persons := make([]kasse.Person, n)
