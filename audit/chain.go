@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"hash"
@@ -185,10 +186,42 @@ type VerifyOptions struct {
 	// event read must then link to Anchor.Hash. Events up to the anchor may
 	// still be present (a retention run that has not finished deleting).
 	Anchor *Anchor
-	// MayRedact says whether retention may have redacted the event. Nil
-	// accepts every redaction; a redacted event still proves its header
-	// and position in the chain.
+	// MayRedact says whether retention may have redacted the event under
+	// today's policy (RetentionPolicy.MayRedact). Nil accepts every
+	// redaction; a redacted event still proves its header and position in
+	// the chain. A business event MayRedact refuses is still accepted when
+	// a retention run recorded in the tenant's own chain (RetentionAppliedType)
+	// redacted business events up to a time after it: the policy in force
+	// then decides, not a period changed since. Those records are events
+	// of the chain Verify walks, so a forged or altered one is a finding.
 	MayRedact func(Event) bool
+}
+
+// recordedRedactions returns the latest cutoff up to which a recorded
+// retention run redacted the tenant's business events (zero: none).
+func recordedRedactions(ctx context.Context, store EventStore, tenantID string) (time.Time, error) {
+	var cutoff time.Time
+	err := store.Scan(ctx, Filter{TenantID: tenantID, Type: RetentionAppliedType, SubjectType: "kasse", SubjectID: tenantID},
+		func(e Event) error {
+			var d struct {
+				BusinessBefore string `json:"business_before"`
+				BusinessDays   int64  `json:"business_days"`
+			}
+			if json.Unmarshal([]byte(e.Details), &d) != nil || e.Outcome != OutcomeSuccess {
+				return nil
+			}
+			c := e.Time.Add(-time.Duration(d.BusinessDays) * 24 * time.Hour)
+			if t, err := time.Parse(time.RFC3339Nano, d.BusinessBefore); err == nil {
+				c = t
+			} else if d.BusinessDays <= 0 {
+				return nil
+			}
+			if c.After(cutoff) {
+				cutoff = c
+			}
+			return nil
+		})
+	return cutoff, err
 }
 
 // errStop ends the walk once the first problem is found.
@@ -204,6 +237,17 @@ func Verify(ctx context.Context, store EventStore, tenantID string) (VerifyResul
 // VerifyWith is Verify for a chain that retention has cut or redacted.
 func VerifyWith(ctx context.Context, store EventStore, tenantID string, o VerifyOptions) (VerifyResult, error) {
 	res := VerifyResult{TenantID: tenantID}
+	mayRedact := o.MayRedact
+	if mayRedact != nil {
+		// Read before the walk: Chain's callback must not use the store.
+		recorded, err := recordedRedactions(ctx, store, tenantID)
+		if err != nil {
+			return res, fmt.Errorf("verify chain of tenant %q: retention records: %w", tenantID, err)
+		}
+		mayRedact = func(e Event) bool {
+			return o.MayRedact(e) || ClassOf(e) == ClassBusiness && e.Time.Before(recorded)
+		}
+	}
 	var prev *Event
 	err := store.Chain(ctx, tenantID, func(e Event) error {
 		res.Checked++
@@ -224,7 +268,7 @@ func VerifyWith(ctx context.Context, store EventStore, tenantID string, o Verify
 		}
 		if e.Redacted() {
 			res.Redacted++
-			if o.MayRedact != nil && !o.MayRedact(e) {
+			if mayRedact != nil && !mayRedact(e) {
 				res.Problem = &Problem{ProblemRedacted, e.ID, e.Seq, fmt.Sprintf(
 					"event %s (seq %d, %s of %s) lost its payload although the retention policy keeps it",
 					e.ID, e.Seq, e.Type, e.Time.UTC().Format(time.RFC3339))}

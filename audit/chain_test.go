@@ -41,6 +41,31 @@ func (s sliceStore) Chain(_ context.Context, tenantID string, fn func(Event) err
 	return nil
 }
 
+// Scan serves the retention records VerifyWith reads: the filter's
+// tenant, type and subject, in (Time, ID) order.
+func (s sliceStore) Scan(_ context.Context, f Filter, fn func(Event) error) error {
+	if s.err != nil {
+		return s.err
+	}
+	evs := append([]Event(nil), s.events...)
+	sort.SliceStable(evs, func(i, j int) bool {
+		if !evs[i].Time.Equal(evs[j].Time) {
+			return evs[i].Time.Before(evs[j].Time)
+		}
+		return evs[i].ID < evs[j].ID
+	})
+	for _, e := range evs {
+		if e.TenantID != f.TenantID || f.Type != "" && e.Type != f.Type ||
+			f.SubjectType != "" && e.SubjectType != f.SubjectType || f.SubjectID != "" && e.SubjectID != f.SubjectID {
+			continue
+		}
+		if err := fn(e); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 var t0 = time.Date(2026, 3, 1, 9, 30, 0, 123456000, time.UTC)
 
 func sample(i int) Event {

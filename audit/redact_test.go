@@ -4,6 +4,7 @@ import (
 	"context"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestRedactKeepsTheChainVerifiable(t *testing.T) {
@@ -95,5 +96,66 @@ func TestCheckEventRefusesForgedRedaction(t *testing.T) {
 	e := Redact(chain(1)[0])
 	if err := CheckEvent(e); err == nil {
 		t.Fatal("a new event in redacted form was accepted")
+	}
+}
+
+// TestVerifyJudgesRedactionsByTheRecordedRun: a redaction is legitimate
+// when a retention run recorded in the chain redacted business events up
+// to a time after it, even if today's policy (here: nothing may be
+// redacted, as after lengthening the period) would not allow it. A
+// redaction after every recorded cutoff is still a finding, and a record
+// altered to cover more is found as a changed event.
+func TestVerifyJudgesRedactionsByTheRecordedRun(t *testing.T) {
+	record := func(details string) Event {
+		e := sample(5)
+		e.Time = t0.Add(24*time.Hour + 3*time.Minute + 30*time.Second)
+		e.Type, e.SubjectType, e.SubjectID, e.ActorID, e.ActorRole = RetentionAppliedType, "kasse", "tenant-a", "retention", "system"
+		e.ClientHash, e.RequestID, e.Details = "", "", details
+		return e
+	}
+	build := func(rec Event, redact ...int) []Event {
+		var out []Event
+		var prev *Event
+		for i := 1; i <= 6; i++ {
+			e := sample(i)
+			if i == 5 {
+				e = rec
+			}
+			out = append(out, Link(prev, e))
+			prev = &out[len(out)-1]
+		}
+		for _, i := range redact {
+			out[i-1] = Redact(out[i-1])
+		}
+		return out
+	}
+	today := VerifyOptions{MayRedact: func(Event) bool { return false }}
+	cutoff := t0.Add(3*time.Minute + 30*time.Second) // events 1-3 are older
+	for name, rec := range map[string]Event{
+		"business_before": record(`{"business_before":"` + cutoff.Format(time.RFC3339Nano) + `","business_days":2190,"redacted":3}`),
+		"business_days":   record(`{"business_days":1,"redacted":3}`), // a record of before business_before: time less days
+	} {
+		t.Run(name, func(t *testing.T) {
+			res, err := VerifyWith(context.Background(), sliceStore{events: build(rec, 1, 2, 3)}, "tenant-a", today)
+			if err != nil || !res.OK() || res.Redacted != 3 {
+				t.Fatalf("redactions the recorded run covers: %+v, %v", res.Problem, err)
+			}
+			res, err = VerifyWith(context.Background(), sliceStore{events: build(rec, 1, 2, 3, 4)}, "tenant-a", today)
+			if err != nil || res.OK() || res.Problem.Kind != ProblemRedacted || res.Problem.Seq != 4 {
+				t.Fatalf("redaction after the recorded cutoff: %+v, %v", res.Problem, err)
+			}
+		})
+	}
+	// Moving the recorded cutoff to cover event 4 changes the record.
+	evs := build(record(`{"business_before":"`+cutoff.Format(time.RFC3339Nano)+`","redacted":3}`), 1, 2, 3, 4)
+	evs[4].Details = `{"business_before":"` + t0.Add(time.Hour).Format(time.RFC3339Nano) + `","redacted":3}`
+	res, err := VerifyWith(context.Background(), sliceStore{events: evs}, "tenant-a", today)
+	if err != nil || res.OK() || res.Problem.Kind != ProblemChanged || res.Problem.Seq != 5 {
+		t.Fatalf("altered retention record: %+v, %v", res.Problem, err)
+	}
+	// Without a record, today's policy alone decides, as before.
+	res, err = VerifyWith(context.Background(), sliceStore{events: build(sample(5), 1)}, "tenant-a", today)
+	if err != nil || res.OK() || res.Problem.Kind != ProblemRedacted || res.Problem.Seq != 1 {
+		t.Fatalf("redaction without a record: %+v, %v", res.Problem, err)
 	}
 }

@@ -142,8 +142,16 @@ func PolicyFor(s kasse.Settings) RetentionPolicy {
 	return RetentionPolicy{Security: s.AuditRetention, Business: min(s.MessageRetention, s.AuditRetention)}
 }
 
+// RetentionAppliedType is the event retention records per tenant and run
+// that changed something; its details say up to when business events were
+// redacted ("business_before", or the run's time less "business_days" in
+// records written before that field existed).
+const RetentionAppliedType = "audit.retention.applied"
+
 // MayRedact is the VerifyOptions.MayRedact of the policy at now: only
 // business events older than their period may have lost their payload.
+// VerifyWith also accepts what an earlier retention run recorded, so a
+// period lengthened after a redaction does not turn it into a finding.
 func (p RetentionPolicy) MayRedact(now time.Time) func(Event) bool {
 	cutoff := now.Add(-p.Business)
 	return func(e Event) bool { return ClassOf(e) == ClassBusiness && e.Time.Before(cutoff) }
@@ -260,9 +268,11 @@ func (r *Retention) Apply(ctx context.Context, tenants []kasse.Kasse) ([]Retenti
 			if rep.Redacted == 0 && !rep.Truncated {
 				continue
 			}
-			ev := System(rep.TenantID, "retention").Event("audit.retention.applied", "kasse", rep.TenantID, OutcomeSuccess, Details{
+			ev := System(rep.TenantID, "retention").Event(RetentionAppliedType, "kasse", rep.TenantID, OutcomeSuccess, Details{
 				"redacted": rep.Redacted, "through_seq": rep.Anchor.Seq,
 				"security_days": int(rep.Policy.Security / (24 * time.Hour)), "business_days": int(rep.Policy.Business / (24 * time.Hour)),
+				// Verify judges redactions by this, not by later settings.
+				"business_before": now.Add(-rep.Policy.Business).Format(time.RFC3339Nano),
 			})
 			errs = append(errs, r.Recorder.Record(ctx, ev))
 		}
