@@ -237,24 +237,31 @@ func TestKillDuringMailSending(t *testing.T) {
 	}
 
 	addr := freeAddr(t)
-	srv := c.start(addr)
-	var atKill int
-	eventually(t, 60*time.Second, "maildev received no mail", func() bool {
+	var sending, atKill int
+	for attempt := 1; ; attempt++ {
+		srv := c.start(addr)
+		// Kill once mails arrive and a batch is claimed (between two claims
+		// no job is "sending").
+		eventually(t, 60*time.Second, "maildev received no mail while jobs were claimed", func() bool {
+			err := db.DB().QueryRowContext(ctx, `SELECT count(*) FROM mail_outbox WHERE tenant_id = $1 AND status = 'sending'`, p.kasseID).Scan(&sending)
+			return err == nil && sending > 0 && len(maildevMessageIDs(t, md.WebURL)) >= 20
+		})
+		srv.kill()
+		if err := db.DB().QueryRowContext(ctx, `SELECT count(*) FROM mail_outbox WHERE tenant_id = $1 AND status = 'sending'`, p.kasseID).Scan(&sending); err != nil {
+			t.Fatal(err)
+		}
 		atKill = len(maildevMessageIDs(t, md.WebURL))
-		return atKill >= 20
-	})
-	srv.kill()
-	var sending int
-	if err := db.DB().QueryRowContext(ctx, `SELECT count(*) FROM mail_outbox WHERE tenant_id = $1 AND status = 'sending'`, p.kasseID).Scan(&sending); err != nil {
-		t.Fatal(err)
-	}
-	atKill = len(maildevMessageIDs(t, md.WebURL))
-	t.Logf("killed with %d of %d mails at the server and %d jobs claimed (sending)", atKill, n, sending)
-	if atKill >= n || sending == 0 {
-		t.Fatalf("the kill did not happen during sending: %d of %d delivered, %d jobs sending", atKill, n, sending)
+		t.Logf("killed with %d of %d mails at the server and %d jobs claimed (sending)", atKill, n, sending)
+		if sending > 0 && atKill < n {
+			break
+		}
+		if attempt == 3 {
+			t.Fatalf("the kill did not happen during sending: %d of %d delivered, %d jobs sending", atKill, n, sending)
+		}
+		t.Logf("attempt %d: the kill fell between two claims; once more", attempt)
 	}
 
-	srv = c.start(addr)
+	c.start(addr)
 	// Claimed jobs wait for their lease (2 minutes) before another worker
 	// takes them over.
 	start := time.Now()
@@ -298,11 +305,11 @@ func TestKillDuringMailSending(t *testing.T) {
 }
 
 // TestKillDuringEventShipping fills the outbox with a backlog of 12,000
-// audit events of four Kassen (two shipper batches), starts postbox, kills it while its shipper
-// moves them to ClickHouse, and starts it again: every event arrives
-// exactly once in the auditor's queries and each Kasse's hash chain
-// verifies ("postbox audit verify"). A batch appended but not yet marked
-// shipped at the kill is shipped again; ClickHouse's dedupe absorbs it.
+// audit events of four Kassen (two shipper batches), starts postbox, kills
+// it after its shipper appended a batch to ClickHouse but before it marked
+// the batch shipped, and starts it again: every event arrives exactly once
+// in the auditor's queries and each Kasse's hash chain verifies ("postbox
+// audit verify"). The batch is shipped a second time; the dedupe absorbs it.
 func TestKillDuringEventShipping(t *testing.T) {
 	t.Parallel()
 	c := newCluster(t)
@@ -357,18 +364,36 @@ func TestKillDuringEventShipping(t *testing.T) {
 		return n
 	}
 
+	// Hold the queue rows: the shipper reads a batch and appends it to
+	// ClickHouse, then waits for this lock to mark it shipped — the kill
+	// lands exactly between append and mark, the window at-least-once
+	// shipping exists for.
+	lockTx, err := db.DB().BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lockTx.Rollback()
+	if _, err := lockTx.ExecContext(ctx, `SELECT id FROM audit_ship_queue FOR UPDATE`); err != nil {
+		t.Fatal(err)
+	}
 	addr := freeAddr(t)
 	srv := c.start(addr)
-	eventually(t, 2*time.Minute, "the shipper did not start", func() bool { return rows() > 0 })
+	eventually(t, 2*time.Minute, "the shipper did not append and then wait to mark", func() bool {
+		var waiting int
+		err := db.DB().QueryRowContext(ctx, `SELECT count(*) FROM pg_stat_activity
+			WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE 'DELETE FROM audit_ship_queue%'`).Scan(&waiting)
+		return err == nil && waiting > 0 && rows() > 0
+	})
 	srv.kill()
+	lockTx.Rollback()
 	depth, _, err := db.OutboxDepth(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
 	atKill := rows()
-	t.Logf("killed with %d rows in ClickHouse and %d events waiting", atKill, depth)
-	if depth == 0 || atKill >= uint64(total) {
-		t.Fatalf("the kill did not happen during shipping: %d waiting, %d rows", depth, atKill)
+	t.Logf("killed between append and mark: %d rows in ClickHouse, %d events still queued", atKill, depth)
+	if depth != int64(total) || atKill == 0 {
+		t.Fatalf("the kill did not happen between append and mark: %d queued of %d, %d rows", depth, total, atKill)
 	}
 
 	c.start(addr)
