@@ -211,11 +211,25 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	}
 	rep.Machine = describeMachine(ctx, opts.Services)
 	var errs []error
+	// The whole run is bounded too: a step gets at most what is left of
+	// the budget (its own limit otherwise).
+	budget := 20 * time.Minute
+	if opts.Quick {
+		budget = 5 * time.Minute
+	}
+	end := time.Now().Add(budget)
 	for _, n := range names {
 		st := steps[n]
 		limit := st.limit
 		if opts.Quick {
 			limit = min(limit, 90*time.Second)
+		}
+		limit = min(limit, time.Until(end))
+		if limit < 30*time.Second {
+			err := fmt.Errorf("not run: only %v of the %v budget left", time.Until(end).Round(time.Second), budget)
+			rep.Failures = append(rep.Failures, fmt.Sprintf("%s: %v", n, err))
+			errs = append(errs, fmt.Errorf("%s: %w", n, err))
+			continue
 		}
 		r := &run{opts: opts, rep: rep, step: n}
 		sctx, cancel := context.WithTimeout(ctx, limit)

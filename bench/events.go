@@ -15,55 +15,7 @@ import (
 	"postbox/audit"
 	"postbox/storage/clickhouse"
 	"postbox/storage/postgres"
-	"postbox/storage/sqldb"
 )
-
-// FillOutbox queues n synthetic events of one tenant (seq from+1 … from+n)
-// in the transactional outbox as if the services had recorded them: one
-// INSERT … SELECT on PostgreSQL, so filling is quick and not measured.
-func FillOutbox(ctx context.Context, db *sqldb.Store, tenant string, from, n int) error {
-	_, err := db.DB().ExecContext(ctx, `INSERT INTO audit_outbox (id, tenant_id, seq, ts, actor_id, actor_role, type,
-		subject_type, subject_id, outcome, client_hash, request_id, details, prev_hash, hash)
-		SELECT lpad(to_hex($2 + i * 1000), 16, '0') || '-' || substr(md5($1 || i), 1, 19), $1, i, $2 + i * 1000, 'acc-' || (i % 200), 'caseworker',
-			(ARRAY['auth.login','vorgang.status.changed','mailbox.message.sent','intake.upload.completed'])[1 + i % 4],
-			'vorgang', 'v-' || (i % 10000), 'success', md5(i::text), 'req-' || i, '{"from":"eingegangen","to":"in_bearbeitung"}',
-			md5((i - 1)::text) || md5((i - 1)::text), md5(i::text) || md5(i::text)
-		FROM generate_series($3::bigint, $4::bigint) AS i`, tenant, time.Now().Add(-time.Hour).UnixMicro(), from+1, from+n)
-	if err != nil {
-		return fmt.Errorf("fill outbox: %w", err)
-	}
-	_, err = db.DB().ExecContext(ctx, `INSERT INTO audit_ship_queue (id, ts)
-		SELECT id, ts FROM audit_outbox WHERE tenant_id = $1 AND seq BETWEEN $2 AND $3`, tenant, from+1, from+n)
-	if err != nil {
-		return fmt.Errorf("fill ship queue: %w", err)
-	}
-	_, err = db.DB().ExecContext(ctx, `ANALYZE audit_outbox, audit_ship_queue`)
-	return err
-}
-
-// ShipBacklog runs the production shipper (audit.Shipper, batches of
-// 10,000) until n events are marked shipped and returns the time it took.
-func ShipBacklog(ctx context.Context, outbox audit.Outbox, store audit.EventStore, n int, stall time.Duration) (time.Duration, error) {
-	shipped := make(chan int, 1000)
-	sh := &audit.Shipper{Outbox: outbox, Store: store, Batch: 10000, Logger: quiet, Shipped: func(k int) { shipped <- k }}
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	t0 := time.Now()
-	done := make(chan struct{})
-	go func() { defer close(done); sh.Run(ctx) }()
-	defer func() { cancel(); <-done }()
-	for got := 0; got < n; {
-		select {
-		case k := <-shipped:
-			got += k
-		case <-time.After(stall):
-			return 0, fmt.Errorf("shipped %d of %d, then nothing for %v", got, n, stall)
-		case <-ctx.Done():
-			return 0, ctx.Err()
-		}
-	}
-	return time.Since(t0), nil
-}
 
 const (
 	historyVorgaenge = 200_000 // each gets n/200,000 events spread over the year
@@ -142,20 +94,28 @@ func stepEvents(ctx context.Context, r *run) error {
 		return err
 	}
 
-	var rates []float64
-	for run := range r.runs() {
-		if err := FillOutbox(ctx, db, "ingest", run*backlog, backlog); err != nil {
-			return err
-		}
-		d, err := ShipBacklog(ctx, db, ch, backlog, time.Minute)
+	// Ingest: the audit engineer's measurement (clickhouse.MeasureIngest:
+	// fill the outbox, run the production shipper until all is marked,
+	// check ClickHouse holds each event once), one fresh backlog per run.
+	var rates, cpuPerEvent []float64
+	for range r.runs() {
+		res, err := clickhouse.MeasureIngest(ctx, db, ch, clickhouse.IngestConfig{Events: backlog, CPU: clickhouse.LocalCPU})
 		if err != nil {
 			return err
 		}
-		rates = append(rates, float64(backlog)/d.Seconds())
-		r.logf("shipped %d events in %v: %.0f/s", backlog, d.Round(time.Millisecond), float64(backlog)/d.Seconds())
+		rates = append(rates, res.PerSecond)
+		var cpu time.Duration
+		for _, d := range res.CPU {
+			cpu += d
+		}
+		cpuPerEvent = append(cpuPerEvent, float64(cpu.Microseconds())/float64(res.Events))
+		r.logf("shipped %d events in %v: %.0f/s (read %v, append %v, mark %v; CPU %v)", res.Events, res.Elapsed.Round(time.Millisecond),
+			res.PerSecond, res.Read.Round(time.Millisecond), res.Append.Round(time.Millisecond), res.Mark.Round(time.Millisecond), res.CPU)
 	}
 	r.figure(fmt.Sprintf("ingest outbox → ClickHouse (%s-event backlog)", num(float64(backlog))), "events/s", rates,
-		"≥ 100,000", func(m float64) bool { return m >= 100_000 }, "audit.Shipper on PostgreSQL → ClickHouse")
+		"≥ 100,000", func(m float64) bool { return m >= 100_000 }, "clickhouse.MeasureIngest: audit.Shipper, PostgreSQL → ClickHouse")
+	r.figure("CPU per shipped event (shipper + PostgreSQL + ClickHouse)", "µs", cpuPerEvent, "", nil,
+		"all postgres/clickhouse processes on the machine: other users of the shared servers count too")
 
 	t0 := time.Now()
 	got, err := GenerateHistory(ctx, ch, "bench", history, time.Now().Add(genLimit))
@@ -190,8 +150,8 @@ func stepEvents(ctx context.Context, r *run) error {
 	label := fmt.Sprintf("query p95: one Vorgang's history over %s events", num(float64(got)))
 	r.figure(label, "ms", p95s, "", nil, "20 queries per run through the Go store")
 	r.figure(fmt.Sprintf("query p50: one Vorgang's history over %s events", num(float64(got))), "ms", p50s, "", nil, "")
-	r.rep.note("Events: each run queues a %s-event backlog in the outbox (INSERT … SELECT, not timed) and times the production shipper until all "+
-		"are marked shipped. The query data set is written through the ClickHouse store's own Append (%s events wanted, bounded to %v; %s written "+
+	r.rep.note("Events: each run queues a fresh %s-event backlog in the outbox (INSERT … SELECT, not timed) and times the production shipper until all "+
+		"are marked shipped (clickhouse.MeasureIngest). The query data set is written through the ClickHouse store's own Append (%s events wanted, bounded to %v; %s written "+
 		"in %v), one tenant, one year, 200,000 Vorgänge.", num(float64(backlog)), num(float64(history)), genLimit, num(float64(got)), genDur)
 	return nil
 }
