@@ -186,7 +186,7 @@ func (s *Store) Scan(ctx context.Context, f audit.Filter, fn func(audit.Event) e
 	sent := 0
 	for {
 		cond, args := where(f)
-		q := `SELECT ` + eventColumns + ` FROM ` + s.db + `.audit_trail WHERE ` + cond + ` ORDER BY ts_unix_us, id`
+		q := `SELECT ` + eventColumns + ` FROM ` + s.db + `.audit_trail WHERE ` + cond + ` ORDER BY ts_unix_us, id, ` + redactedFirst
 		want := 0
 		if f.Limit > 0 {
 			want = f.Limit - sent
@@ -209,10 +209,19 @@ func (s *Store) Scan(ctx context.Context, f audit.Filter, fn func(audit.Event) e
 	}
 }
 
-// copies recognises exact copies of an event among rows sorted by a key
-// that ends in id. Only identical rows are copies: a row that shares an id
-// but differs in content is kept, so tampering shows instead of being
-// deduplicated away (Verify then reports a duplicate seq).
+// redactedFirst ends every ORDER BY that copies reads: among rows of one
+// id, a redacted row comes before the original it replaces.
+var redactedFirst = fmt.Sprintf("startsWith(details, '%s') DESC", audit.RedactedPrefix)
+
+// copies recognises copies of an event among rows sorted by a key that
+// ends in id, redactedFirst. A copy is an identical row (an event shipped
+// twice) or the original of a redacted row already passed on: retention
+// appends the redacted form and deletes the original by a mutation, and
+// until that finishes both are stored (RedactBusiness). So every reader
+// sees one row per event, the redacted one as soon as it exists, whatever
+// parts the rows are in. A row that shares an id but differs otherwise is
+// kept, so tampering shows instead of being deduplicated away (Verify then
+// reports the event stored twice).
 type copies struct{ run []audit.Event } // rows of the current id
 
 func (c *copies) fresh(e audit.Event) bool {
@@ -220,7 +229,7 @@ func (c *copies) fresh(e audit.Event) bool {
 		c.run = c.run[:0]
 	}
 	for _, r := range c.run {
-		if r == e {
+		if r == e || r.Redacted() && !e.Redacted() && audit.Redact(e) == r {
 			return false
 		}
 	}
@@ -272,7 +281,7 @@ func (s *Store) Chain(ctx context.Context, tenantID string, fn func(audit.Event)
 	var c copies
 	var seq int64
 	_, err := s.scan(ctx, `SELECT `+eventColumns+` FROM `+s.db+`.audit_trail
-		WHERE tenant_id = ? ORDER BY seq, id`, []any{tenantID}, func(e audit.Event) error {
+		WHERE tenant_id = ? ORDER BY seq, id, `+redactedFirst, []any{tenantID}, func(e audit.Event) error {
 		if !c.fresh(e) {
 			return nil
 		}

@@ -148,9 +148,11 @@ func (s *Store) DeleteChainPrefixes(ctx context.Context, through map[string]int6
 // RedactBusiness implements audit.RetentionStore. Key columns (subject id)
 // cannot be updated in ClickHouse, so the redacted form of each due event
 // is appended and the originals are then deleted by one mutation. Until it
-// finishes both rows are visible; a crash in between is repaired by the
-// next run, which finds the originals again and appends exact copies of
-// the redacted rows (deduplicated on read).
+// finishes both rows are stored; reads pass on the redacted one only
+// (copies), so queries and Verify see one row per event throughout. A
+// crash in between is repaired by the next run, which finds the originals
+// again and appends exact copies of the redacted rows (deduplicated on
+// read).
 func (s *Store) RedactBusiness(ctx context.Context, tenantID string, before time.Time) (int64, error) {
 	if tenantID == "" {
 		return 0, fmt.Errorf("%w: no tenant", audit.ErrInvalidFilter)
