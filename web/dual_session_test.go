@@ -35,6 +35,7 @@ type dualWorld struct {
 	accCSRF   string
 	pinToken  string // Erika's PIN session
 	pinCSRF   string
+	pinCode   string // Erika's Einmal-PIN
 	entryPath string
 }
 
@@ -68,6 +69,7 @@ func newDualWorld(t *testing.T) *dualWorld {
 	// The PIN login in a browser that already holds Max's account session:
 	// the account session must not stand in its way (no account CSRF token
 	// is asked for on the PIN desk).
+	w.pinCode = pin.PIN
 	w.entryPath = "/einmal-pin/" + w.kasse.ID
 	b := w.both()
 	delete(b.cookies, PINCookieName(false))
@@ -278,6 +280,17 @@ func TestDualSessionEachRouteAuthorisesItsOwnSession(t *testing.T) {
 	}
 	if resp, body := w.both().json("GET", "/api/pin-session", "", nil); resp.StatusCode != 200 {
 		t.Errorf("PIN session after the account logout: %d %s", resp.StatusCode, body)
+	}
+	// The JSON login, too, answers to the PIN rules only: an account
+	// session in the browser asks for no account token there.
+	b := w.accountOnly()
+	b.cookies[SessionCookieName(false)] = login(t, w.auth, w.max)
+	req := httptest.NewRequest("POST", "/api/pin-login", strings.NewReader(`{"kasse":"`+w.kasse.ID+`","kvnr":"`+w.erika.KVNR+`","pin":"`+w.pinCode+`"}`))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Sec-Fetch-Site", "same-origin")
+	req.Header.Set("Origin", "null")
+	if resp, body := b.do(req); resp.StatusCode != 200 || b.cookies[PINCookieName(false)] == "" {
+		t.Errorf("JSON PIN login with an account session in the browser: %d %s", resp.StatusCode, body)
 	}
 }
 
