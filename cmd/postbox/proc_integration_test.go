@@ -210,15 +210,15 @@ type pbProc struct {
 	done    chan struct{}
 }
 
-// start runs "postbox serve" on addr (a fresh free one if empty) and waits
-// until /healthz answers.
-func (c *cluster) start(addr string) *pbProc {
+// start runs "postbox serve [args]" on addr (a fresh free one if empty)
+// and waits until /healthz answers.
+func (c *cluster) start(addr string, args ...string) *pbProc {
 	c.t.Helper()
 	if addr == "" {
 		addr = freeAddr(c.t)
 	}
 	p := &pbProc{t: c.t, addr: addr, dataDir: c.t.TempDir(), logs: &syncBuffer{}, done: make(chan struct{})}
-	p.cmd = exec.Command(postboxBinary(c.t), "serve")
+	p.cmd = exec.Command(postboxBinary(c.t), append([]string{"serve"}, args...)...)
 	p.cmd.Env = c.env(addr, p.dataDir)
 	p.cmd.Stdout, p.cmd.Stderr = p.logs, p.logs
 	if err := p.cmd.Start(); err != nil {

@@ -10,15 +10,20 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/cookiejar"
 	"os/exec"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/pquerna/otp"
+	"github.com/pquerna/otp/totp"
 
 	"postbox/audit"
 	"postbox/notifier"
@@ -32,8 +37,9 @@ func TestThreeReplicas(t *testing.T) {
 	md.Start()
 	c := newCluster(t)
 	c.smtpAddr, c.maildevURL = md.SMTPAddr, md.WebURL
-	var replicas []*pbProc
-	for range 3 {
+	// The first replica seeds the demo Kasse with its accounts.
+	replicas := []*pbProc{c.start("", "--demo")}
+	for range 2 {
 		replicas = append(replicas, c.start(""))
 	}
 	next := 0
@@ -55,6 +61,71 @@ func TestThreeReplicas(t *testing.T) {
 			pc.must("GET", replicas[(i+1)%3].url("/api/draft"), nil, 200).json(t, &d)
 			if want := "Betreff von Replik " + strconv.Itoa(i); d.Draft.Subject != want {
 				t.Fatalf("replica %d reads subject %q, want %q written on replica %d", (i+1)%3, d.Draft.Subject, want, i)
+			}
+		}
+	})
+
+	// An account login whose password step, second factor and first page
+	// each land on another replica: the pending login and the session are
+	// in the database, not in a replica's memory.
+	t.Run("account_login_across_replicas", func(t *testing.T) {
+		out := replicas[0].logs.String()
+		var password string
+		for _, l := range loginLine.FindAllStringSubmatch(out, -1) {
+			if l[2] == "sachb" {
+				password = l[3]
+			}
+		}
+		var uri string
+		for _, m := range demoOTPLine.FindAllStringSubmatch(out, -1) {
+			if m[1] == "sachb" {
+				uri = m[2]
+			}
+		}
+		if password == "" || uri == "" {
+			t.Fatalf("demo printed no login for sachb:\n%s", tailString(out, 3000))
+		}
+		jar, _ := cookiejar.New(nil) // cookies of 127.0.0.1 go to every port
+		hc := &http.Client{Jar: jar, Timeout: time.Minute}
+		call := func(on *pbProc, csrf, path string, body any) (int, map[string]any) {
+			t.Helper()
+			raw, _ := json.Marshal(body)
+			req, _ := http.NewRequest("POST", on.url(path), bytes.NewReader(raw))
+			req.Header.Set("Content-Type", "application/json")
+			req.Header.Set("Accept", "application/json")
+			if csrf != "" {
+				req.Header.Set("X-CSRF-Token", csrf)
+			}
+			resp, err := hc.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			var m map[string]any
+			json.NewDecoder(resp.Body).Decode(&m)
+			return resp.StatusCode, m
+		}
+		code, m := call(replicas[0], "", "/api/auth/login", map[string]string{"kasse": demoKasseID, "username": "sachb", "password": password})
+		if code != 200 || m["stage"] != "second_factor" {
+			t.Fatalf("password step on replica 0: %d %v", code, m)
+		}
+		key, err := otp.NewKeyFromURL(uri)
+		if err != nil {
+			t.Fatal(err)
+		}
+		totpCode, _ := totp.GenerateCode(key.Secret(), time.Now())
+		code, m = call(replicas[1], m["csrf_token"].(string), "/api/auth/login/second-factor", map[string]string{"method": "totp", "code": totpCode})
+		if code != 200 || m["stage"] != "done" {
+			t.Fatalf("second factor on replica 1: %d %v", code, m)
+		}
+		for i, r := range replicas {
+			resp, err := hc.Get(r.url("/api/account"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != 200 {
+				t.Fatalf("GET /api/account on replica %d with the session: %d", i, resp.StatusCode)
 			}
 		}
 	})
