@@ -95,9 +95,13 @@ async function journey(bin, label, env) {
     log('PIN from the letter:', pin.slice(0, 2) + '…');
 
     // ---- The insured person uploads with the PIN from the letter. ----
+    // She is logged in with her account in the same browser: the PIN pages
+    // act as the PIN session only, with its own CSRF token.
     const pinCtx = await newContext();
     const page = await pinCtx.newPage();
     watch(page);
+    await login(page, 'erika', demo, false);
+    await page.waitForURL(/\/postfach$/);
     await page.goto(`/einmal-pin/${demo.kasse}`);
     await check(page, 'pin-eingabe', { shots });
     await page.getByLabel('Krankenversichertennummer').fill(demo.kvnr);
@@ -191,6 +195,10 @@ async function journey(bin, label, env) {
     const vorgang = (await page.locator('#vorgangsnummer').innerText()).trim();
     log('Vorgang', vorgang);
     await check(page, 'eingangsbestaetigung', { shots });
+    // The account session is untouched by the PIN session's end, and the
+    // receipt is in her Postfach.
+    await page.goto('/postfach');
+    await page.getByRole('link', { name: subject }).waitFor();
     await pinCtx.close();
 
     // ---- The caseworker sees the submission and answers with an attachment. ----
