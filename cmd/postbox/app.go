@@ -194,6 +194,10 @@ func openApp(ctx context.Context, cfg *Config, log *slog.Logger) (_ *app, err er
 		a.mail = d
 		a.checks = append(a.checks, web.Check{Name: "mail", Ping: d.Ping})
 	}
+	if space := a.uploadSpace(); space != nil {
+		// Below the reserve uploads are refused (507); /readyz says why.
+		a.checks = append(a.checks, web.Check{Name: "disk", Ping: func(context.Context) error { return space(0) }})
+	}
 	if cfg.ClamdAddr != "" {
 		// Uploads wait in quarantine while clamd is down; /readyz names it.
 		a.checks = append(a.checks, web.Check{Name: "clamd", Ping: (&intake.Clamd{Addr: cfg.ClamdAddr}).Ping})

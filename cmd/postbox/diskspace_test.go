@@ -12,6 +12,7 @@ import (
 	"io/fs"
 	"net/http"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -204,6 +205,9 @@ func TestUploadsRefusedBelowDiskReserve(t *testing.T) {
 	}
 	if l := u.list(); len(l) != 1 || l[0].Status != "uploading" || l[0].Offset != 6<<20 {
 		t.Fatalf("uploads after the refusals: %+v", l)
+	}
+	if code, ready := getReady(t, r.addr); code != http.StatusServiceUnavailable || !slices.Equal(ready.Down, []string{"disk"}) {
+		t.Fatalf("readyz below the reserve: %d %+v, want 503 naming disk", code, ready)
 	}
 	r.shutdown(t)
 
