@@ -85,6 +85,9 @@ func isAllowed(mime string, allowed []string) bool {
 	return false
 }
 
+// pngSignature starts every PNG file (RFC 2083, 3.1).
+var pngSignature = []byte("\x89PNG\r\n\x1a\n")
+
 // DetectType names the type of a file from its first bytes: the magic
 // numbers of h2non/filetype first, then the few text formats that must be
 // named in a refusal (scripts, HTML), then net/http's sniffer.
@@ -96,7 +99,11 @@ func DetectType(head []byte) string {
 		head = head[:SniffLen]
 	}
 	if t, err := filetype.Match(head); err == nil && t != filetype.Unknown {
-		return t.MIME.Value
+		// h2non/filetype takes "\x89PNG" for PNG; the format's signature
+		// is eight bytes, and anything shorter is not a PNG.
+		if t.MIME.Value != "image/png" || bytes.HasPrefix(head, pngSignature) {
+			return t.MIME.Value
+		}
 	}
 	trimmed := bytes.TrimLeft(head, " \t\r\n\xef\xbb\xbf")
 	lower := bytes.ToLower(trimmed)

@@ -448,9 +448,16 @@ func parseSize(v string) (int64, bool) {
 }
 
 // ParseMetadata decodes Upload-Metadata: comma-separated "key base64value"
-// pairs, the value optional, keys unique.
+// pairs, the value optional, keys unique. Only printable ASCII and spaces
+// may appear: the header is stored as sent and echoed by HEAD, where a
+// control character would break the answer for the upload's owner.
 func ParseMetadata(v string) (map[string]string, error) {
 	out := map[string]string{}
+	for i := 0; i < len(v); i++ {
+		if v[i] < 0x20 || v[i] > 0x7e {
+			return nil, errors.New("not printable ASCII")
+		}
+	}
 	if strings.TrimSpace(v) == "" {
 		return out, nil
 	}

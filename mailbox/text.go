@@ -85,14 +85,15 @@ func (l Limits) cleanBody(s string) (string, error) {
 }
 
 // CleanFileName keeps the last path element of a client's file name,
-// without control characters, at most 150 characters. The name is only
-// ever shown escaped and never used as a path.
+// without control, line separator or bidi characters (an override could
+// show "rechnung\u202Efdp.exe" as "rechnungexe.pdf"), at most 150
+// characters. The name is only ever shown escaped and never used as a path.
 func CleanFileName(name string) string {
 	if i := strings.LastIndexAny(name, `/\`); i >= 0 {
 		name = name[i+1:]
 	}
 	name = strings.Map(func(r rune) rune {
-		if unicode.IsControl(r) || r == utf8.RuneError {
+		if unicode.IsControl(r) || r == utf8.RuneError || r == '\u2028' || r == '\u2029' || unicode.Is(unicode.Bidi_Control, r) {
 			return -1
 		}
 		return r

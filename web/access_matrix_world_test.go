@@ -40,7 +40,7 @@ import (
 // Erika owns the objects (thread, attachment, Vorgang with a file, upload,
 // draft) the access matrix tries on everybody.
 type fullWorld struct {
-	t      *testing.T
+	t      testing.TB
 	srv    *Server
 	db     *sqldb.Store
 	dir    string
@@ -63,7 +63,7 @@ type fullWorld struct {
 // compares it with what cmd/postbox/serve.go calls.
 var fullWiring = []string{"UseAuditOrigin", "UseSessions", "NewPINIntake", "Mount", "MountTus", "MountPostfach", "MountUI", "MountAuth", "MountVorgaenge", "MountAudit"}
 
-func newFullWorld(t *testing.T) *fullWorld {
+func newFullWorld(t testing.TB) *fullWorld {
 	t.Helper()
 	ctx := context.Background()
 	dir := t.TempDir()
