@@ -440,3 +440,82 @@ func TestKillDuringEventShipping(t *testing.T) {
 		}
 	}
 }
+
+// TestKillDuringUploadCompletion kills postbox after the last chunk of an
+// upload arrived and the parts were joined in MinIO, but before the upload
+// was recorded complete (the test holds the Kasse's chain head, which the
+// "completed" event needs). After a restart the upload maintenance of a
+// replica finishes it once the dead process's lease ran out: the upload is
+// complete with the file's SHA-256, the object is byte-identical, and its
+// completion is recorded once.
+func TestKillDuringUploadCompletion(t *testing.T) {
+	t.Parallel()
+	c := newCluster(t)
+	addr := freeAddr(t)
+	srv := c.start(addr)
+	db := c.db()
+	ctx := context.Background()
+	p := c.newPerson(nil)
+	pc := c.login(p, srv)
+	data, sum := pdf(12 << 20)
+	path := pc.create(srv, int64(len(data)), "befund.pdf")
+	id := path[strings.LastIndexByte(path, '/')+1:]
+	if a, err := pc.patch(ctx, srv, path, 0, bytes.NewReader(data[:6<<20]), 6<<20); err != nil || a.status != http.StatusNoContent {
+		t.Fatalf("first chunk: %d %v", a.status, err)
+	}
+
+	lockTx, err := db.DB().BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lockTx.Rollback()
+	if _, err := lockTx.ExecContext(ctx, `SELECT seq FROM audit_chain_heads WHERE tenant_id = $1 FOR UPDATE`, p.kasseID); err != nil {
+		t.Fatal(err)
+	}
+	go pc.patch(ctx, srv, path, 6<<20, bytes.NewReader(data[6<<20:]), int64(len(data)-6<<20))
+	eventually(t, 30*time.Second, "the completion did not wait for the chain head", func() bool {
+		var waiting int
+		err := db.DB().QueryRowContext(ctx, `SELECT count(*) FROM pg_stat_activity
+			WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE '%audit_chain_heads%'`).Scan(&waiting)
+		return err == nil && waiting > 0
+	})
+	u, err := db.UploadByID(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.kill()
+	lockTx.Rollback()
+	t.Logf("killed with the upload %s at offset %d of %d", u.Status, u.Offset, u.Length)
+	if u.Status != "completing" || u.Offset != int64(len(data)) {
+		t.Fatalf("the kill did not land in the completion: %s at %d", u.Status, u.Offset)
+	}
+
+	srv = c.start(addr)
+	if off := pc.offset(srv, path); off != int64(len(data)) {
+		t.Fatalf("after the restart the client is told offset %d, want %d (all bytes are stored)", off, len(data))
+	}
+	start := time.Now()
+	eventually(t, 3*time.Minute, "the stalled upload was not finished", func() bool {
+		u, err := db.UploadByID(ctx, id)
+		return err == nil && u.Status == "complete"
+	})
+	t.Logf("finished by upload maintenance %v after the restart", time.Since(start).Round(time.Second))
+	u, err = db.UploadByID(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if u.SHA256 != sum {
+		t.Fatalf("recorded sha256 %s, want %s", u.SHA256, sum)
+	}
+	if got, n := c.storedSHA256(path); got != sum || n != int64(len(data)) {
+		t.Fatalf("stored %d bytes sha256 %s, want %d bytes %s", n, got, len(data), sum)
+	}
+	var completed int
+	if err := db.DB().QueryRowContext(ctx, `SELECT count(*) FROM audit_outbox WHERE tenant_id = $1 AND type = 'intake.upload.completed' AND subject_id = $2`,
+		p.kasseID, id).Scan(&completed); err != nil {
+		t.Fatal(err)
+	}
+	if completed != 1 {
+		t.Fatalf("%d intake.upload.completed events, want 1", completed)
+	}
+}
