@@ -176,11 +176,11 @@ var steps = map[string]struct {
 	fn    stepFunc
 	limit time.Duration // whole step, full size
 }{
-	"upload":        {stepUpload, 9 * time.Minute},
-	"events":        {stepEvents, 4 * time.Minute},
-	"notifications": {stepNotifications, 2 * time.Minute},
-	"logins":        {stepLogins, 90 * time.Second},
-	"mixed":         {stepMixed, 4 * time.Minute},
+	"upload":        {stepUpload, 9*time.Minute + 30*time.Second},
+	"events":        {stepEvents, 3 * time.Minute},
+	"notifications": {stepNotifications, 90 * time.Second},
+	"logins":        {stepLogins, 2 * time.Minute},
+	"mixed":         {stepMixed, 3*time.Minute + 30*time.Second},
 }
 
 // Run measures the chosen steps one after the other. A failed step is

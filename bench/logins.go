@@ -192,7 +192,7 @@ func stepLogins(ctx context.Context, r *run) error {
 		return err
 	}
 	r.defer_(func() { db.Close() })
-	n, limit := 240, 25*time.Second
+	n, limit := 160, 15*time.Second
 	if r.opts.Quick {
 		n, limit = 16, 10*time.Second
 	}

@@ -85,6 +85,20 @@ func (rep *Report) Markdown(svgPath string) string {
 		}
 		w("\n")
 	}
+	var goals []Figure
+	for _, f := range rep.Figures {
+		if f.Goal != "" && len(f.Values) > 0 {
+			goals = append(goals, f)
+		}
+	}
+	if len(goals) > 0 {
+		w("Goals at a glance (median of the runs):\n\n| figure | median | goal | met |\n| --- | ---: | --- | --- |\n")
+		for _, f := range goals {
+			_, med, _ := f.Stats()
+			w("| %s: %s | %s %s | %s | %s |\n", f.Step, f.Name, num(med), f.Unit, f.Goal, f.Met)
+		}
+		w("\nAll figures:\n\n")
+	}
 	w("| step | figure | min | median | max | unit | goal | met | note |\n")
 	w("| --- | --- | ---: | ---: | ---: | --- | --- | --- | --- |\n")
 	for _, f := range rep.Figures {
