@@ -6,10 +6,12 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -17,8 +19,9 @@ import (
 // filesystem (a 40 MiB tmpfs; mounting needs root, as ./deploy/test runs)
 // with the reserve check off, so the disk really runs full: the chunk that
 // does not fit is answered 507 in German, no half-written file stays in
-// the blob directory, the offset is the last chunk stored whole. After the
-// volume is grown the upload resumes and the file is byte-identical.
+// the blob directory, the offset is the last chunk stored whole; with the
+// last bytes taken, a draft save (SQLite cannot grow) is answered 507 too.
+// After the volume is grown both work again and the file is byte-identical.
 func TestUploadOnFullFilesystem(t *testing.T) {
 	dir, err := os.MkdirTemp("", "postbox-full-")
 	if err != nil {
@@ -71,6 +74,25 @@ func TestUploadOnFullFilesystem(t *testing.T) {
 		t.Fatalf("half-written files stayed in the blob directory: %d in blobs/tmp", len(tmp))
 	}
 
+	// The last bytes go to a filler file: now SQLite cannot grow either. A
+	// draft save (a database write only) is refused the same way.
+	filler, err := os.Create(filepath.Join(dir, "filler"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	zeros := make([]byte, 64<<10)
+	for {
+		if _, err := filler.Write(zeros); err != nil {
+			break
+		}
+	}
+	filler.Close()
+	draft, _ := json.Marshal(map[string]string{"case_type": "hilfsmittel", "subject": "Verordnung", "message": strings.Repeat("Bitte um Rückruf. ", 250)})
+	status, _, body = u.do("PUT", "/api/draft", draft, map[string]string{"Content-Type": "application/json"})
+	t.Logf("draft save with the volume full: %d %s", status, body)
+	checkFull(t, "draft save on the full filesystem", status, body)
+	os.Remove(filler.Name())
+
 	if out, err := exec.Command("mount", "-o", "remount,size=256m", dir).CombinedOutput(); err != nil {
 		t.Fatalf("grow the tmpfs: %v %s", err, out)
 	}
@@ -80,6 +102,9 @@ func TestUploadOnFullFilesystem(t *testing.T) {
 			t.Fatalf("resume at %d with room again: %d %s", off, status, body)
 		}
 		off = end
+	}
+	if status, _, body := u.do("PUT", "/api/draft", draft, map[string]string{"Content-Type": "application/json"}); status != http.StatusOK {
+		t.Fatalf("draft save with room again: %d %s", status, body)
 	}
 	if l := u.list(); len(l) != 1 || l[0].Status != "complete" || l[0].SHA256 != hex.EncodeToString(sum[:]) {
 		t.Fatalf("uploads after the resume: %+v, want complete with sha256 %x", l, sum)

@@ -55,6 +55,16 @@ func storageFull(err error) bool {
 	if err == nil {
 		return false
 	}
-	return errors.Is(err, intake.ErrInsufficientStorage) || errors.Is(err, syscall.ENOSPC) ||
-		strings.Contains(err.Error(), "database or disk is full") || strings.Contains(err.Error(), "SQLITE_FULL")
+	if errors.Is(err, intake.ErrInsufficientStorage) || errors.Is(err, syscall.ENOSPC) {
+		return true
+	}
+	// modernc.org/sqlite's *Error: the primary result code is the low byte.
+	var coded interface{ Code() int }
+	if errors.As(err, &coded) && coded.Code()&0xff == sqliteFull {
+		return true
+	}
+	return strings.Contains(err.Error(), "database or disk is full")
 }
+
+// sqliteFull is SQLITE_FULL, "database or disk is full".
+const sqliteFull = 13

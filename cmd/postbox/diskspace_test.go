@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"io/fs"
 	"net/http"
@@ -15,6 +16,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 
 	"postbox/intake"
@@ -56,8 +58,8 @@ func TestDiskReserveCheck(t *testing.T) {
 
 // diskUpload is a minimal tus client for the embedded server.
 type diskUpload struct {
-	t            *testing.T
-	base, cookie string
+	t                  *testing.T
+	base, cookie, csrf string
 }
 
 func (u diskUpload) do(method, path string, body []byte, h map[string]string) (int, http.Header, []byte) {
@@ -67,6 +69,7 @@ func (u diskUpload) do(method, path string, body []byte, h map[string]string) (i
 		u.t.Fatal(err)
 	}
 	req.Header.Set("Cookie", u.cookie)
+	req.Header.Set("X-CSRF-Token", u.csrf)
 	req.Header.Set("Tus-Resumable", intake.TusVersion)
 	for k, v := range h {
 		req.Header.Set(k, v)
@@ -132,10 +135,14 @@ func demoPINLogin(t *testing.T, r *running) diskUpload {
 	if err != nil {
 		t.Fatal(err)
 	}
+	var out struct {
+		CSRF string `json:"csrf_token"`
+	}
+	json.NewDecoder(resp.Body).Decode(&out)
 	resp.Body.Close()
 	for _, c := range resp.Cookies() {
 		if strings.HasSuffix(c.Name, "postbox_pin") {
-			return diskUpload{t: t, base: "http://" + r.addr, cookie: c.Name + "=" + c.Value}
+			return diskUpload{t: t, base: "http://" + r.addr, cookie: c.Name + "=" + c.Value, csrf: out.CSRF}
 		}
 	}
 	t.Fatalf("PIN login: %d, no cookie", resp.StatusCode)
@@ -227,5 +234,31 @@ func TestDiskReserveSettingIsChecked(t *testing.T) {
 	code := run(t.Context(), []string{"serve"}, envFrom(map[string]string{"POSTBOX_DATA_DIR": t.TempDir(), "POSTBOX_DISK_RESERVE": "viel"}), &stdout, &stderr)
 	if out := strings.TrimSpace(stderr.String()); code != 2 || !strings.Contains(out, "POSTBOX_DISK_RESERVE") || strings.Count(out, "\n") != 0 {
 		t.Fatalf("exit %d: %s", code, out)
+	}
+}
+
+type codedErr struct{ code int }
+
+func (e codedErr) Error() string { return "sqlite error" }
+func (e codedErr) Code() int     { return e.code }
+
+// Which write errors mean "the volume is full" (507) — and which do not.
+func TestStorageFull(t *testing.T) {
+	for _, tc := range []struct {
+		err  error
+		want bool
+	}{
+		{nil, false},
+		{fmt.Errorf("put part 3: %w", &fs.PathError{Op: "write", Path: "/data/blobs/tmp/blob-1", Err: syscall.ENOSPC}), true},
+		{fmt.Errorf("upload: %w", intake.ErrInsufficientStorage), true},
+		{fmt.Errorf("save upload: %w", codedErr{13}), true},        // SQLITE_FULL
+		{fmt.Errorf("save upload: %w", codedErr{13 | 3<<8}), true}, // an extended code of SQLITE_FULL
+		{fmt.Errorf("save upload: %w", codedErr{5}), false},        // SQLITE_BUSY
+		{errors.New("database or disk is full (13)"), true},
+		{fmt.Errorf("put part 3: %w", syscall.EACCES), false},
+	} {
+		if got := storageFull(tc.err); got != tc.want {
+			t.Errorf("storageFull(%v) = %v, want %v", tc.err, got, tc.want)
+		}
 	}
 }
