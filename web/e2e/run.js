@@ -58,7 +58,10 @@ async function journey(bin, label, env) {
     await check(cw, 'start', { shots });
     // Pages outside the journey get axe-core too.
     for (const [p, name] of [[`/registrierung?kasse=${demo.kasse}`, 'registrierung'], [`/passwort/vergessen?kasse=${demo.kasse}`, 'passwort-vergessen'],
-      ['/barrierefreiheit', 'barrierefreiheit'], ['/gibt-es-nicht', 'fehler-404']]) {
+      ['/barrierefreiheit', 'barrierefreiheit'], ['/gibt-es-nicht', 'fehler-404'],
+      // The pages the mailed links open (a made-up token: the form is shown, the token is checked on POST).
+      ['/registrierung/bestaetigen?token=e2e-unbekannt', 'email-bestaetigen'], [`/passwort/neu?kasse=${demo.kasse}`, 'passwort-neu'],
+      ['/einladung?token=e2e-unbekannt', 'einladung'], ['/konto/email/bestaetigen?token=e2e-unbekannt', 'email-aendern-bestaetigen']]) {
       await cw.goto(p);
       await check(cw, name);
     }
@@ -72,7 +75,8 @@ async function journey(bin, label, env) {
     await check(cw, 'team-postfach-leer');
     // The team inbox's other pages: a new thread to an insured person and
     // the failed notifications (none in the demo).
-    for (const [p, name] of [['/team/neue-nachricht', 'team-neue-nachricht'], ['/team/benachrichtigungen', 'team-benachrichtigungen']]) {
+    for (const [p, name] of [['/team/neue-nachricht', 'team-neue-nachricht'], ['/team/benachrichtigungen', 'team-benachrichtigungen'],
+      ['/team/konten', 'team-konten']]) {
       assert.equal((await cw.goto(p)).status(), 200, p);
       await check(cw, name);
     }
@@ -256,9 +260,13 @@ async function journey(bin, label, env) {
     await ins.getByLabel('Ihre Nachricht').fill('Danke für den Bescheid.');
     await ins.getByRole('button', { name: 'Antwort senden' }).click();
     await ins.locator('.notice--success').filter({ hasText: 'Ihre Nachricht wurde gesendet.' }).waitFor();
+    await ins.goto('/postfach/neu');
+    await check(ins, 'postfach-neu');
     await ins.getByRole('link', { name: 'Mein Konto' }).click();
     assert.match(await ins.locator('main').innerText(), /Authenticator-Apps/);
     await check(ins, 'konto', { shots });
+    await ins.goto('/konto/geraete/aktivieren');
+    await check(ins, 'geraet-aktivieren');
     await ins.getByRole('button', { name: 'Abmelden', exact: true }).click();
     await ins.waitForURL(/hinweis=abgemeldet/);
     await check(ins, 'abgemeldet');
