@@ -90,8 +90,8 @@ func unavailable(t *testing.T, what string, a answer) {
 // TestPostgresRestarted: with the database gone the API answers 503 (not
 // 500) in German, an upload chunk is refused without changing the offset,
 // the upload page (HTML) says the same; once PostgreSQL is back the same
-// session goes on, the draft typed before is there, and the upload resumes
-// to a byte-identical file.
+// session goes on, the draft typed before is there, the upload resumes
+// to a byte-identical file, and every audit event arrives once.
 func TestPostgresRestarted(t *testing.T) {
 	t.Parallel()
 	pg := storagetest.NewPrivatePostgres(t)
@@ -155,6 +155,26 @@ func TestPostgresRestarted(t *testing.T) {
 	}
 	if got, n := c.storedSHA256(path); got != sum || n != int64(len(data)) {
 		t.Fatalf("stored %d bytes sha256 %s, want %d bytes %s", n, got, len(data), sum)
+	}
+	// The events of before and after the outage all reach ClickHouse once.
+	eventually(t, time.Minute, "events still wait after the database came back", func() bool {
+		n, _, err := c.db().OutboxDepth(ctx)
+		return err == nil && n == 0
+	})
+	var recorded int
+	if err := c.db().DB().QueryRowContext(ctx, `SELECT count(*) FROM audit_outbox WHERE tenant_id = $1`, p.kasseID).Scan(&recorded); err != nil {
+		t.Fatal(err)
+	}
+	got, err := c.events().Query(ctx, audit.Filter{TenantID: p.kasseID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]bool{}
+	for _, e := range got {
+		seen[e.ID] = true
+	}
+	if len(got) != recorded || len(seen) != recorded || recorded == 0 {
+		t.Fatalf("%d events in ClickHouse (%d distinct), %d recorded", len(got), len(seen), recorded)
 	}
 }
 
