@@ -132,8 +132,8 @@ func AuthProblem(c *fiber.Ctx, err error) error {
 		return SendProblem(c, fiber.StatusTooManyRequests, "zu-viele-versuche", "Zu viele Versuche",
 			"Aus Sicherheitsgründen sind gerade keine weiteren Versuche möglich. Bitte warten Sie 15 Minuten und versuchen Sie es dann erneut.")
 	case errors.Is(err, auth.ErrUnlockCodeInvalid):
-		return SendProblem(c, fiber.StatusBadRequest, "freischaltcode-ungueltig", "Freischaltcode ungültig",
-			"Der Freischaltcode ist nicht richtig oder nicht mehr gültig. Einen neuen Freischaltcode erhalten Sie über „Passwort vergessen“.")
+		_, msg, status, _ := authMessage(err) // wrong (tries left), expired or voided: the same words as the page
+		return SendProblem(c, status, "freischaltcode-ungueltig", "Freischaltcode ungültig", msg)
 	case errors.Is(err, auth.ErrCodeInvalid):
 		return SendProblem(c, fiber.StatusBadRequest, "code-ungueltig", "Sicherheitscode ungültig",
 			"Der Sicherheitscode ist nicht richtig, abgelaufen oder wurde schon verwendet. Bitte fordern Sie bei Bedarf einen neuen Code an.")

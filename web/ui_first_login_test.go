@@ -3,6 +3,7 @@ package web
 import (
 	"context"
 	"encoding/json"
+	"net/http/httptest"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -168,6 +169,21 @@ func TestFirstLoginWithFreischaltcode(t *testing.T) {
 		}
 		if got := w.accountStatus(t, f.username); got != auth.StatusPending {
 			t.Errorf("account after the lock: %s, want still pending", got)
+		}
+	})
+
+	t.Run("the JSON API gives the same message", func(t *testing.T) {
+		w := newUIWorld(t)
+		MountAuth(w.srv.App(), w.auth)
+		f := startFirstLogin(t, w, "luise", nil)
+		req := httptest.NewRequest("POST", "/api/auth/login/second-factor",
+			strings.NewReader(`{"method":"mtan","code":"`+f.mtan+`","freischaltcode":"AAAA-BBBB-CCCC"}`))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Accept", "application/json")
+		req.Header.Set("X-CSRF-Token", f.csrf)
+		resp, body := f.b.do(req)
+		if resp.StatusCode != 400 || !strings.Contains(body, "Der Freischaltcode ist nicht richtig.") || !strings.Contains(body, "Noch 4 Versuche") {
+			t.Fatalf("JSON wrong code: %d %s", resp.StatusCode, body)
 		}
 	})
 
