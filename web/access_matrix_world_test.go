@@ -63,7 +63,11 @@ type fullWorld struct {
 // compares it with what cmd/postbox/serve.go calls.
 var fullWiring = []string{"UseAuditOrigin", "UseSessions", "NewPINIntake", "Mount", "MountTus", "MountPostfach", "MountUI", "MountAuth", "MountVorgaenge", "MountAudit"}
 
-func newFullWorld(t testing.TB) *fullWorld {
+func newFullWorld(t testing.TB) *fullWorld { return newFullWorldWith(t, Options{}) }
+
+// newFullWorldWith builds the world on a server with these options (the
+// logger is always a silent one).
+func newFullWorldWith(t testing.TB, o Options) *fullWorld {
 	t.Helper()
 	ctx := context.Background()
 	dir := t.TempDir()
@@ -92,7 +96,8 @@ func newFullWorld(t testing.TB) *fullWorld {
 
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	// As cmd/postbox/serve.go, step by step.
-	w.srv = New(Options{Logger: log})
+	o.Logger = log
+	w.srv = New(o)
 	w.srv.UseAuditOrigin(audit.NewClientHasher(key))
 	w.srv.UseSessions(w.auth, SessionOptions{})
 	w.pin = &intake.PINService{Store: db.PINIntake(), Hasher: intake.NewPINHasher(key), Blobs: blobs, BaseURL: "http://example.com"}

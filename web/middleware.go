@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"regexp"
 	"strconv"
 	"strings"
@@ -130,8 +131,20 @@ const RetryAfterUnavailable = "5"
 func (s *Server) handleError(c *fiber.Ctx, err error) error {
 	var fe *fiber.Error
 	if errors.As(err, &fe) {
-		title := germanStatus(fe.Code)
-		return SendProblem(c, fe.Code, "http-"+strconv.Itoa(fe.Code), title, "")
+		title, detail := germanStatus(fe.Code), ""
+		switch fe.Code {
+		case fiber.StatusRequestHeaderFieldsTooLarge: // from the server, before any handler
+			detail = "Die Anfrage enthält zu viele oder zu lange Kopfzeilen (z. B. Cookies). Bitte löschen Sie die Cookies dieser Seite und versuchen Sie es erneut."
+		case fiber.StatusRequestTimeout:
+			detail = "Die Anfrage kam zu langsam an. Bitte prüfen Sie Ihre Verbindung und versuchen Sie es erneut."
+		}
+		return SendProblem(c, fe.Code, "http-"+strconv.Itoa(fe.Code), title, detail)
+	}
+	if ne := net.Error(nil); errors.As(err, &ne) && ne.Timeout() {
+		// The client's body stopped before BodyTimeout ran out.
+		c.Context().SetConnectionClose()
+		return SendProblem(c, fiber.StatusRequestTimeout, "http-408", germanStatus(fiber.StatusRequestTimeout),
+			"Die Anfrage kam zu langsam an. Bitte prüfen Sie Ihre Verbindung und versuchen Sie es erneut.")
 	}
 	if s.opts.Full != nil && s.opts.Full(err) {
 		s.opts.Logger.WarnContext(c.UserContext(), "request failed: storage full", "request_id", RequestID(c), "err", err)
@@ -165,6 +178,12 @@ func germanStatus(code int) string {
 		return "Anmeldung erforderlich"
 	case fiber.StatusTooManyRequests:
 		return "Zu viele Anfragen"
+	case fiber.StatusRequestHeaderFieldsTooLarge:
+		return "Kopfzeilen zu groß"
+	case fiber.StatusRequestTimeout:
+		return "Zeitüberschreitung"
+	case fiber.StatusUnsupportedMediaType:
+		return "Format nicht unterstützt"
 	}
 	return "Fehler"
 }

@@ -43,6 +43,10 @@ type Options struct {
 	// Full reports whether an error means the local volume is full; such
 	// errors answer 507. nil: never.
 	Full func(error) bool
+	// HeaderTimeout is how long a client may take to send the request
+	// line and headers (slowloris); BodyTimeout how long then for the
+	// body. 0: DefaultHeaderTimeout, DefaultBodyTimeout.
+	HeaderTimeout, BodyTimeout time.Duration
 }
 
 // Server is the HTTP side of postbox.
@@ -66,6 +70,12 @@ func New(opts Options) *Server {
 	if opts.Registry == nil {
 		opts.Registry = prometheus.NewRegistry()
 	}
+	if opts.HeaderTimeout <= 0 {
+		opts.HeaderTimeout = DefaultHeaderTimeout
+	}
+	if opts.BodyTimeout <= 0 {
+		opts.BodyTimeout = DefaultBodyTimeout
+	}
 	s := &Server{opts: opts, metrics: newHTTPMetrics(opts.Registry)}
 	s.app = fiber.New(fiber.Config{
 		AppName:               "postbox",
@@ -73,7 +83,7 @@ func New(opts Options) *Server {
 		// Uploads arrive as streams; nothing reads a whole upload into memory.
 		StreamRequestBody: true,
 		BodyLimit:         opts.BodyLimit,
-		ReadTimeout:       5 * time.Minute,
+		ReadTimeout:       opts.HeaderTimeout, // the body's is set per request, bodyDeadline
 		WriteTimeout:      5 * time.Minute,
 		IdleTimeout:       2 * time.Minute,
 		ErrorHandler:      s.handleError,
@@ -86,7 +96,8 @@ func New(opts Options) *Server {
 		// address is only ever stored as a keyed hash.
 		ProxyHeader: "",
 	})
-	s.app.Use(s.requestID, s.accessLog, securityHeaders(opts.HSTS), s.recoverPanics(), s.limitWholeBodies)
+	s.app.Server().HeaderReceived = bodyDeadline(opts.BodyTimeout)
+	s.app.Use(s.requestID, s.accessLog, securityHeaders(opts.HSTS), s.recoverPanics(), refuseEncodedBodies, s.limitWholeBodies)
 	s.app.Get("/healthz", s.healthz)
 	s.app.Get("/readyz", s.readyz)
 	s.app.Get("/metrics", s.metricsHandler())
