@@ -296,8 +296,10 @@ func TestK8sPostboxDeployment(t *testing.T) {
 			t.Errorf("manifest sets %s, which postbox does not know", k)
 		}
 	}
+	// Everything that would otherwise land in the pod's own data dir (an
+	// emptyDir: lost with the pod, unseen by the other replicas).
 	for _, k := range []string{"POSTBOX_DATABASE_URL", "POSTBOX_S3_ENDPOINT", "POSTBOX_S3_ACCESS_KEY", "POSTBOX_S3_SECRET_KEY",
-		"POSTBOX_CLICKHOUSE_ADDR", "POSTBOX_SMTP_ADDR", "POSTBOX_SECRET_KEY", "POSTBOX_BASE_URL", "POSTBOX_LISTEN"} {
+		"POSTBOX_CLICKHOUSE_ADDR", "POSTBOX_SMTP_ADDR", "POSTBOX_SMS_GATEWAY_URL", "POSTBOX_SECRET_KEY", "POSTBOX_BASE_URL", "POSTBOX_LISTEN"} {
 		if _, ok := env[k]; !ok {
 			t.Errorf("manifest lacks %s: replicas would not share state", k)
 		}
@@ -355,6 +357,51 @@ func TestK8sPostboxDeployment(t *testing.T) {
 		if resp.StatusCode != http.StatusOK {
 			t.Errorf("%s probe %s answers %d on a healthy server", name, path, resp.StatusCode)
 		}
+	}
+}
+
+// The most replicas the autoscaler may start, each with its full
+// PostgreSQL pool (storage/postgres), fit the primary's max_connections.
+func TestK8sConnectionBudget(t *testing.T) {
+	objs, _ := loadK8s(t)
+	src, err := os.ReadFile("../../storage/postgres/postgres.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`SetMaxOpenConns\((\d+)\)`).FindSubmatch(src)
+	if m == nil {
+		t.Fatal("storage/postgres sets no SetMaxOpenConns")
+	}
+	pool, _ := strconv.Atoi(string(m[1]))
+	var hpa struct {
+		Spec struct {
+			MaxReplicas int `yaml:"maxReplicas"`
+		} `yaml:"spec"`
+	}
+	raw, err := os.ReadFile(filepath.Join(k8sDir, "postbox.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(raw))
+	for {
+		var node yaml.Node
+		if err := dec.Decode(&node); err != nil {
+			break
+		}
+		var head struct{ Kind string }
+		node.Decode(&head)
+		if head.Kind == "HorizontalPodAutoscaler" {
+			node.Decode(&hpa)
+		}
+	}
+	primary := k8sFind(t, objs, "StatefulSet", "postgres-primary")
+	mc := regexp.MustCompile(`max_connections=(\d+)`).FindStringSubmatch(strings.Join(primary.Spec.Template.Spec.Containers[0].Args, " "))
+	if mc == nil || hpa.Spec.MaxReplicas == 0 {
+		t.Fatalf("max_connections %v, HPA maxReplicas %d", mc, hpa.Spec.MaxReplicas)
+	}
+	maxConn, _ := strconv.Atoi(mc[1])
+	if need := hpa.Spec.MaxReplicas*pool + 20; need > maxConn { // 20: standby, operators, migrations
+		t.Errorf("%d replicas × %d connections + 20 = %d > max_connections %d", hpa.Spec.MaxReplicas, pool, need, maxConn)
 	}
 }
 
