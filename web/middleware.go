@@ -86,17 +86,24 @@ func (s *Server) accessLog(c *fiber.Ctx) error {
 // no referrer leaks, no MIME sniffing.
 func securityHeaders(hsts bool) fiber.Handler {
 	return func(c *fiber.Ctx) error {
-		c.Set("Content-Security-Policy", "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "+
-			"object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
-		c.Set("X-Content-Type-Options", "nosniff")
-		c.Set("X-Frame-Options", "DENY")
-		c.Set("Referrer-Policy", "no-referrer")
-		c.Set("Cross-Origin-Opener-Policy", "same-origin")
-		c.Set("Permissions-Policy", "camera=(), microphone=(), geolocation=()")
-		if hsts {
-			c.Set("Strict-Transport-Security", "max-age=63072000; includeSubDomains")
-		}
+		setSecurityHeaders(c, hsts)
 		return c.Next()
+	}
+}
+
+// setSecurityHeaders sets them on one answer. The error handler calls it
+// too: fasthttp answers a request it cannot parse (431, 400) through the
+// error handler without running any middleware.
+func setSecurityHeaders(c *fiber.Ctx, hsts bool) {
+	c.Set("Content-Security-Policy", "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "+
+		"object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
+	c.Set("X-Content-Type-Options", "nosniff")
+	c.Set("X-Frame-Options", "DENY")
+	c.Set("Referrer-Policy", "no-referrer")
+	c.Set("Cross-Origin-Opener-Policy", "same-origin")
+	c.Set("Permissions-Policy", "camera=(), microphone=(), geolocation=()")
+	if hsts {
+		c.Set("Strict-Transport-Security", "max-age=63072000; includeSubDomains")
 	}
 }
 
@@ -129,6 +136,7 @@ const RetryAfterUnavailable = "5"
 // handleError turns any returned error into a problem+json answer without
 // leaking internals.
 func (s *Server) handleError(c *fiber.Ctx, err error) error {
+	setSecurityHeaders(c, s.opts.HSTS)
 	var fe *fiber.Error
 	if errors.As(err, &fe) {
 		title, detail := germanStatus(fe.Code), ""

@@ -1,8 +1,10 @@
 package web
 
 import (
+	"bufio"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"regexp"
@@ -105,5 +107,43 @@ func assertSecurityHeaders(t *testing.T, resp *http.Response) {
 		if got := resp.Header.Get(h); got != want {
 			t.Errorf("%s = %q, want %q", h, got, want)
 		}
+	}
+}
+
+// Requests the server cannot parse are answered before any middleware
+// runs (fasthttp → the error handler); they get the headers too.
+func TestSecurityHeadersOnProtocolErrors(t *testing.T) {
+	s := quietServer(Options{HSTS: true})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go s.Serve(ln)
+	t.Cleanup(func() { s.App().Shutdown() })
+	for _, tc := range []struct {
+		name, raw string
+		want      int
+	}{
+		{"header too large", "GET /healthz HTTP/1.1\r\nHost: x\r\nX-Gross: " + strings.Repeat("a", 9000) + "\r\n\r\n", 431},
+		{"not HTTP", "KAPUTT\r\n\r\n", 400},
+		{"broken Content-Length", "POST /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n", 400},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := net.Dial("tcp", ln.Addr().String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			c.Write([]byte(tc.raw))
+			resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != tc.want {
+				t.Fatalf("status %d, want %d", resp.StatusCode, tc.want)
+			}
+			assertSecurityHeaders(t, resp)
+		})
 	}
 }
