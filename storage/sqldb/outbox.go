@@ -108,6 +108,9 @@ func (s *Store) PendingEventsAfter(ctx context.Context, after *audit.Cursor, lim
 	if s.dialect != Postgres {
 		return s.pendingEvents(ctx, s.db, q, args, limit)
 	}
+	if out, ok, err := s.pendingEventsPgx(ctx, q, args, limit); ok {
+		return out, err
+	}
 	tx, err := s.db.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
 	if err != nil {
 		return nil, fmt.Errorf("pending events: %w", err)
@@ -207,6 +210,8 @@ func (s *Store) MarkBatchShipped(ctx context.Context, batch []audit.Event) error
 	return nil
 }
 
+const markRangeSQL = `DELETE FROM audit_ship_queue WHERE (ts, id) >= ($1, $2) AND (ts, id) <= ($3, $4) RETURNING id`
+
 // markRange deletes the queue entries in the batch's range and commits
 // only if every one deleted belongs to the batch.
 func (s *Store) markRange(ctx context.Context, batch []audit.Event) (bool, error) {
@@ -214,15 +219,16 @@ func (s *Store) markRange(ctx context.Context, batch []audit.Event) (bool, error
 	for _, e := range batch {
 		in[e.ID] = struct{}{}
 	}
+	if marked, ok, err := s.markRangePgx(ctx, batch, in); ok {
+		return marked, err
+	}
 	lo, hi := batch[0], batch[len(batch)-1]
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return false, err
 	}
 	defer tx.Rollback() //nolint:errcheck // after Commit a no-op
-	rows, err := tx.QueryContext(ctx, `DELETE FROM audit_ship_queue
-		WHERE (ts, id) >= ($1, $2) AND (ts, id) <= ($3, $4) RETURNING id`,
-		micros(lo.Time), lo.ID, micros(hi.Time), hi.ID)
+	rows, err := tx.QueryContext(ctx, markRangeSQL, micros(lo.Time), lo.ID, micros(hi.Time), hi.ID)
 	if err != nil {
 		return false, err
 	}
