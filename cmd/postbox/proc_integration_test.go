@@ -121,6 +121,7 @@ func newCluster(t *testing.T) *cluster {
 			"POSTBOX_MAIL_RETRY_MAX":      "2s",
 		},
 	}
+	sharedCH := c.chAddr
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 		defer cancel()
@@ -128,6 +129,9 @@ func newCluster(t *testing.T) *cluster {
 			if err := mc.RemoveBucketWithOptions(ctx, c.bucket, miniogo.RemoveBucketOptions{ForceDelete: true}); err != nil {
 				t.Logf("remove bucket %s: %v", c.bucket, err)
 			}
+		}
+		if c.chAddr != sharedCH {
+			return // a private or dead ClickHouse: nothing left to drop
 		}
 		if conn, err := chgo.Open(&chgo.Options{Addr: []string{c.chAddr}}); err == nil {
 			if err := conn.Exec(ctx, "DROP DATABASE IF EXISTS "+c.chDB); err != nil {
