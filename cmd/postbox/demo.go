@@ -20,6 +20,11 @@ import (
 
 const demoKasseID = "demo"
 
+// demoNewcomerKVNR (without its check digit) is the demo person who has no
+// account yet: the registration, the Freischaltcode letter and the first
+// login can be tried with it.
+const demoNewcomerKVNR = "D98765432"
+
 type demoLogin struct {
 	role     string // German, as printed
 	username string
@@ -30,6 +35,7 @@ type demoLogin struct {
 type demoData struct {
 	kasse     kasse.Kasse
 	person    kasse.Person
+	newcomer  kasse.Person // insured, no account yet: for trying the registration
 	logins    []demoLogin
 	pin       string
 	pinExpiry time.Time
@@ -44,6 +50,7 @@ func seedDemo(ctx context.Context, a *app) (*demoData, error) {
 	// transaction, so "create, ignore ErrExists" would not work there.
 	_, kerr := a.db.Kasse(ctx, demoKasseID)
 	_, perr := a.db.PersonByKVNR(ctx, demoKasseID, kasse.CompleteKVNR("D12345678"))
+	_, nerr := a.db.PersonByKVNR(ctx, demoKasseID, kasse.CompleteKVNR(demoNewcomerKVNR))
 	err := a.db.InTx(ctx, func(tx *sqldb.Tx) error {
 		if errors.Is(kerr, kasse.ErrNotFound) {
 			k := kasse.Kasse{ID: demoKasseID, Name: "Demo-Krankenkasse", PortalURL: a.cfg.BaseURL, Settings: kasse.DefaultSettings()}
@@ -62,9 +69,20 @@ func seedDemo(ctx context.Context, a *app) (*demoData, error) {
 				GivenName: "Erika", FamilyName: "Mustermann", Street: "Musterstraße 1", PostalCode: "12345", City: "Musterstadt",
 				BirthDate: "1980-04-01", EGKValidUntil: tx.Now().AddDate(3, 0, 0), Email: "erika.mustermann@example.org", Delivery: kasse.DeliveryOnline,
 			}
-			return tx.CreatePerson(ctx, p)
+			if err := tx.CreatePerson(ctx, p); err != nil {
+				return err
+			}
+		} else if perr != nil {
+			return perr
 		}
-		return perr
+		if errors.Is(nerr, kasse.ErrNotFound) {
+			return tx.CreatePerson(ctx, kasse.Person{
+				ID: uuid.NewString(), TenantID: demoKasseID, KVNR: kasse.CompleteKVNR(demoNewcomerKVNR),
+				GivenName: "Max", FamilyName: "Mustermann", Street: "Musterstraße 1", PostalCode: "12345", City: "Musterstadt",
+				BirthDate: "1978-09-12", EGKValidUntil: tx.Now().AddDate(3, 0, 0), Email: "max.mustermann@example.org", Delivery: kasse.DeliveryOnline,
+			})
+		}
+		return nerr
 	})
 	if err != nil {
 		return nil, err
@@ -73,6 +91,9 @@ func seedDemo(ctx context.Context, a *app) (*demoData, error) {
 		return nil, err
 	}
 	if d.person, err = a.db.PersonByKVNR(ctx, demoKasseID, kasse.CompleteKVNR("D12345678")); err != nil {
+		return nil, err
+	}
+	if d.newcomer, err = a.db.PersonByKVNR(ctx, demoKasseID, kasse.CompleteKVNR(demoNewcomerKVNR)); err != nil {
 		return nil, err
 	}
 	accounts := []struct {
@@ -190,5 +211,7 @@ func (d *demoData) print(w io.Writer, baseURL string) {
 	printDemoSecondFactors(w, d)
 	fmt.Fprintf(w, "\nEinmal-PIN für %s %s (KVNR %s): %s — gültig bis %s\n",
 		d.person.GivenName, d.person.FamilyName, d.person.KVNR, intake.FormatPIN(d.pin), d.pinExpiry.Format("02.01.2006"))
+	fmt.Fprintf(w, "Registrierung zum Ausprobieren: %s %s, KVNR %s, E-Mail %s (Brief mit dem Freischaltcode im Ordner letters, SMS im Ordner sms des Datenverzeichnisses)\n",
+		d.newcomer.GivenName, d.newcomer.FamilyName, d.newcomer.KVNR, d.newcomer.Email)
 	fmt.Fprintf(w, "Portal: %s   Bereitschaft: %s/readyz\n\n", baseURL, baseURL)
 }

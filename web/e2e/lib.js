@@ -47,6 +47,8 @@ function parseDemo(out) {
     if (t) { demo.totp[t[1]] = new URL(t[2]).searchParams.get('secret'); }
     const p = line.match(/KVNR (\w+)\): ([A-Z0-9-]+) /);
     if (p) { demo.kvnr = p[1]; demo.pin = p[2]; }
+    const r = line.match(/^Registrierung zum Ausprobieren: .*KVNR (\w+), E-Mail (\S+) /);
+    if (r) { demo.newcomer = { kvnr: r[1], email: r[2] }; }
   }
   return demo;
 }
@@ -81,6 +83,7 @@ async function start(bin, dir, env) {
     if (!demo.logins[want] || !demo.totp[want]) { throw new Error(`demo output lacks the login of ${want}:\n${out}`); }
   }
   if (!demo.pin) { throw new Error('demo output lacks the Einmal-PIN:\n' + out); }
+  if (!demo.newcomer) { throw new Error('demo output lacks the person to register:\n' + out); }
   return {
     base, demo, data, child, startedAt: Date.now(),
     logs: () => err,

@@ -15,6 +15,8 @@
 //   → (server mode) maildev received one content-free mail
 //   → the insured person logs in with password + TOTP, reads the reply,
 //     downloads the attachment, sees the Vorgang's timeline
+//   → a person without an account registers (mTAN, e-mail link) and logs
+//     in the first time with the Freischaltcode from the letter
 //   → the auditor finds the events.
 // Screenshots of the main pages at 1280 and 360 px go to screenshots/.
 //
@@ -328,6 +330,9 @@ async function journey(bin, label, env) {
     await check(adm, 'verwaltung-benutzer', { shots });
     await admCtx.close();
 
+    // ---- A person without an account registers and logs in the first time. ----
+    await registration(newContext, watch, srv, env, demo, shots);
+
     // ---- The auditor finds the events. ----
     await audit(browser, newContext, demo, vorgang, shots);
 
@@ -370,22 +375,128 @@ async function login(page, user, demo, shots) {
   }
 }
 
-/* The mails to the demo person: in server mode from maildev's API (those
-   of this run), embedded the .eml files. */
-async function mailsNow(srv, env) {
+/* The mails to an address (default: the demo person): in server mode from
+   maildev's API (those of this run), embedded the .eml files (bodies
+   quoted-printable decoded). */
+async function mailsNow(srv, env, to) {
+  to = to || 'erika.mustermann@example.org';
   if (env && env.POSTBOX_TEST_MAILDEV_URL) {
-    const res = await fetch(env.POSTBOX_TEST_MAILDEV_URL.replace(/\/$/, '') + '/api/email?to.address=erika.mustermann%40example.org');
+    const res = await fetch(env.POSTBOX_TEST_MAILDEV_URL.replace(/\/$/, '') + '/api/email?to.address=' + encodeURIComponent(to));
     const all = await res.json();
     return all.filter((m) => Date.parse(m.time || m.date) >= srv.startedAt - 2000)
       .map((m) => ({ subject: m.subject || '', body: (m.subject || '') + '\n' + (m.text || '') + '\n' + (m.html || '') }));
   }
   const mailDir = path.join(srv.data, 'mail');
   const files = fs.existsSync(mailDir) ? fs.readdirSync(mailDir).filter((f) => f.endsWith('.eml')) : [];
-  return files.map((f) => {
-    const raw = fs.readFileSync(path.join(mailDir, f), 'utf8');
-    const m = raw.match(/^Subject: (.*)$/m);
-    return { subject: m ? m[1].trim() : '', body: raw };
-  });
+  return files.map((f) => fs.readFileSync(path.join(mailDir, f), 'utf8'))
+    .filter((raw) => new RegExp('^To: .*' + to.replace(/[.]/g, '\\.'), 'mi').test(raw))
+    .map((raw) => {
+      const m = raw.match(/^Subject: (.*)$/m);
+      const body = raw.replace(/=\r?\n/g, '').replace(/=([0-9A-F]{2})/g, (_, h) => String.fromCharCode(parseInt(h, 16)));
+      return { subject: m ? m[1].trim() : '', body };
+    });
+}
+
+/* Waits (bounded) for a mail to an address with a link to path; returns
+   the link. */
+async function mailLink(srv, env, to, linkPath) {
+  const re = new RegExp('https?://[^\\s"<>]*' + linkPath.replace(/\//g, '\\/') + '\\?token=[A-Za-z0-9_-]+');
+  const deadline = Date.now() + 20000;
+  for (;;) {
+    for (const m of await mailsNow(srv, env, to)) {
+      const l = m.body.match(re);
+      if (l) { return l[0]; }
+    }
+    assert.ok(Date.now() < deadline, `no mail to ${to} with a link to ${linkPath}`);
+    await new Promise((r) => setTimeout(r, 250));
+  }
+}
+
+/* The newest SMS to a number written after since (the SMS directory of the
+   data dir), waiting for it; returns the 6-digit code. */
+async function smsCode(srv, number, since) {
+  const dir = path.join(srv.data, 'sms');
+  const deadline = Date.now() + 15000;
+  for (;;) {
+    const files = fs.existsSync(dir) ? fs.readdirSync(dir).filter((f) => f.endsWith('.txt')).sort().reverse() : [];
+    for (const f of files) {
+      const file = path.join(dir, f);
+      if (fs.statSync(file).mtimeMs < since) { continue; }
+      const text = fs.readFileSync(file, 'utf8');
+      const code = text.match(/\b(\d{6})\b/);
+      if (text.startsWith('An: ' + number) && code) { return code[1]; }
+    }
+    assert.ok(Date.now() < deadline, `no SMS to ${number}`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
+/* Registration of the demo's person without an account: the form, the
+   mTAN for the mobile number, the e-mail link, the Freischaltcode from the
+   letter (PDF), the first login with it (a wrong code first: the page says
+   how many tries are left) and the security question. */
+async function registration(newContext, watch, srv, env, demo, shots) {
+  const t0 = Date.now();
+  const ctx = await newContext();
+  const page = await ctx.newPage();
+  watch(page);
+  const user = 'maxm';
+  const password = 'Herbst#2026q';
+  let since = Date.now() - 1000;
+  await page.goto(`/registrierung?kasse=${demo.kasse}`);
+  await page.getByLabel('Krankenversichertennummer').fill(demo.newcomer.kvnr);
+  await page.getByLabel('Benutzername').fill(user);
+  await page.getByLabel('Passwort', { exact: true }).fill(password);
+  await page.getByLabel('Passwort wiederholen').fill(password);
+  await page.getByLabel('E-Mail-Adresse').fill(demo.newcomer.email);
+  await page.getByLabel('Mobilnummer').fill('0151 23456789');
+  await page.getByLabel(/Ich habe die Hinweise zum Datenschutz/).check();
+  await page.getByRole('button', { name: 'Registrieren' }).click();
+  await page.waitForURL(/\/registrierung\/mobil/);
+  await check(page, 'registrierung-mobil', { shots });
+  await page.getByLabel('mTAN aus der SMS').fill(await smsCode(srv, '+4915123456789', since));
+  await page.getByRole('button', { name: 'Mobilnummer bestätigen' }).click();
+  await page.locator('main').filter({ hasText: 'Ihre Mobilnummer ist bestätigt' }).waitFor();
+  await check(page, 'registrierung-mobil-bestaetigt');
+
+  await page.goto(await mailLink(srv, env, demo.newcomer.email, '/registrierung/bestaetigen'));
+  await check(page, 'registrierung-email');
+  await page.getByRole('button', { name: 'E-Mail-Adresse bestätigen' }).click();
+  await page.locator('.notice--success').filter({ hasText: 'Ihre E-Mail-Adresse ist bestätigt' }).waitFor();
+  await check(page, 'registrierung-email-bestaetigt');
+
+  const letters = path.join(srv.data, 'letters');
+  const newest = fs.readdirSync(letters).filter((f) => f.endsWith('.pdf')).sort().pop();
+  const letterText = execFileSync('pdftotext', ['-layout', path.join(letters, newest), '-'], { encoding: 'utf8' });
+  const unlock = (letterText.match(/\b([A-Z2-9]{4}-[A-Z2-9]{4}-[A-Z2-9]{4})\b/) || [])[1];
+  assert.ok(unlock, 'the letter carries the Freischaltcode:\n' + letterText);
+
+  since = Date.now() - 1000;
+  await page.goto(`/anmelden?kasse=${demo.kasse}`);
+  await page.getByLabel('Benutzername').fill(user);
+  await page.getByLabel('Passwort', { exact: true }).fill(password);
+  await page.getByRole('button', { name: 'Weiter' }).click();
+  await page.waitForURL(/\/anmelden\/sicherheitscode/);
+  assert.match(await page.locator('h1').innerText(), /Erstanmeldung: Freischaltcode und mTAN/);
+  await check(page, 'erstanmeldung', { shots });
+  const tan = await smsCode(srv, '+4915123456789', since);
+  await page.getByLabel('Freischaltcode').fill('AAAA-BBBB-CCCC');
+  await page.getByLabel('Sicherheitscode').fill(tan);
+  await page.getByRole('button', { name: 'Anmelden', exact: true }).click();
+  await page.locator('.error-summary').waitFor();
+  assert.match(await page.locator('.error-summary').innerText(), /Der Freischaltcode ist nicht richtig\..*Noch 4 Versuche/s);
+  await check(page, 'erstanmeldung-fehler');
+  await page.getByLabel('Freischaltcode').fill(unlock.toLowerCase());
+  await page.getByLabel('Sicherheitscode').fill(tan);
+  await page.getByRole('button', { name: 'Anmelden', exact: true }).click();
+  await page.waitForURL(/\/anmelden\/sicherheitsfrage/);
+  await check(page, 'sicherheitsfrage', { shots });
+  await page.getByLabel('Sicherheitsfrage').selectOption({ index: 1 });
+  await page.getByLabel('Ihre Antwort').fill('Hasso');
+  await page.getByRole('button', { name: 'Speichern und weiter' }).click();
+  await page.waitForURL(/\/postfach$/);
+  log(`registration and first login with the Freischaltcode passed in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+  await ctx.close();
 }
 
 const isNews = (m) => /Neue Nachricht/.test(m.subject);
@@ -440,7 +551,8 @@ async function audit(browser, newContext, demo, vorgang, shots) {
 
   const today = new Date().toLocaleDateString('sv-SE', { timeZone: 'Europe/Berlin' });
   for (const type of ['intake.pin.issued', 'intake.pin.login', 'intake.upload.completed', 'intake.submitted', 'intake.file.submitted',
-    'mailbox.message.sent', 'mailbox.attachment.downloaded', 'mailbox.thread.legal_hold', 'vorgang.status.changed', 'auth.login', 'audit.query']) {
+    'mailbox.message.sent', 'mailbox.attachment.downloaded', 'mailbox.thread.legal_hold', 'vorgang.status.changed', 'auth.login',
+    'auth.account.activated', 'audit.query']) {
     await page.goto('/pruefung');
     await page.getByLabel('Von (Datum)').fill(today);
     await page.getByLabel('Ereignisart').fill(type);
