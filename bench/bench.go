@@ -77,7 +77,7 @@ type Figure struct {
 	Unit   string
 	Values []float64
 	Goal   string // e.g. "< 150 MiB"; empty: none
-	Met    string // "ja", "nein" or "" (no goal)
+	Met    string // "yes", "no" or "" (no goal)
 	Note   string
 }
 
@@ -155,9 +155,9 @@ func (r *run) figure(name, unit string, values []float64, goal string, met func(
 	f := Figure{Step: r.step, Name: name, Unit: unit, Values: values, Goal: goal, Note: note}
 	if met != nil && len(values) > 0 {
 		_, med, _ := stats(values)
-		f.Met = "nein"
+		f.Met = "no"
 		if met(med) {
-			f.Met = "ja"
+			f.Met = "yes"
 		}
 	}
 	r.rep.add(f)
@@ -176,7 +176,7 @@ var steps = map[string]struct {
 	fn    stepFunc
 	limit time.Duration // whole step, full size
 }{
-	"upload":        {stepUpload, 9*time.Minute + 30*time.Second},
+	"upload":        {stepUpload, 10 * time.Minute},
 	"events":        {stepEvents, 3 * time.Minute},
 	"notifications": {stepNotifications, 90 * time.Second},
 	"logins":        {stepLogins, 2 * time.Minute},

@@ -14,7 +14,6 @@ import (
 
 	"postbox/audit"
 	"postbox/storage/clickhouse"
-	"postbox/storage/postgres"
 )
 
 const (
@@ -76,15 +75,10 @@ func stepEvents(ctx context.Context, r *run) error {
 	if r.opts.Quick {
 		backlog, history, genLimit = 5_000, 200_000, 20*time.Second
 	}
-	dsn, err := r.freshPostgres(ctx)
+	db, err := r.freshStore(ctx)
 	if err != nil {
 		return err
 	}
-	db, err := postgres.Open(ctx, dsn)
-	if err != nil {
-		return err
-	}
-	r.defer_(func() { db.Close() })
 	ch, err := clickhouse.Open(ctx, r.opts.Services.ClickHouseAddr, r.freshClickHouse())
 	if err != nil {
 		return err

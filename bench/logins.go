@@ -14,7 +14,6 @@ import (
 
 	"postbox/auth"
 	"postbox/kasse"
-	"postbox/storage/postgres"
 	"postbox/storage/sqldb"
 )
 
@@ -183,15 +182,10 @@ func (s *SMSInbox) Code(to string) string {
 // stepLogins: logins/s and latency with the production Argon2id
 // parameters on PostgreSQL, 8 concurrent clients.
 func stepLogins(ctx context.Context, r *run) error {
-	dsn, err := r.freshPostgres(ctx)
+	db, err := r.freshStore(ctx)
 	if err != nil {
 		return err
 	}
-	db, err := postgres.Open(ctx, dsn)
-	if err != nil {
-		return err
-	}
-	r.defer_(func() { db.Close() })
 	n, limit := 160, 15*time.Second
 	if r.opts.Quick {
 		n, limit = 16, 10*time.Second

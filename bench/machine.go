@@ -67,7 +67,7 @@ func describeMachine(ctx context.Context, s Services) Machine {
 	}
 	if c, err := chAdmin(s.ClickHouseAddr); err == nil {
 		if v, err := c.ServerVersion(); err == nil {
-			add("ClickHouse", v.String())
+			add("ClickHouse", fmt.Sprintf("%d.%d.%d", v.Version.Major, v.Version.Minor, v.Version.Patch))
 		} else {
 			add("ClickHouse", "")
 		}
@@ -137,7 +137,9 @@ func commandOutput(name string, args ...string) string {
 	return strings.TrimSpace(strings.SplitN(string(out), "\n", 2)[0])
 }
 
-// minioVersion asks the binary deploy/install built (GOBIN or GOPATH/bin).
+// minioVersion reads the module version of the binary deploy/install
+// built (GOBIN or GOPATH/bin): a go-installed MinIO calls itself
+// DEVELOPMENT.GOGET.
 func minioVersion() string {
 	bin := "minio"
 	if gobin := commandOutput("go", "env", "GOBIN"); gobin != "" {
@@ -145,8 +147,18 @@ func minioVersion() string {
 	} else if gopath := commandOutput("go", "env", "GOPATH"); gopath != "" {
 		bin = filepath.Join(gopath, "bin", "minio")
 	}
-	v := commandOutput(bin, "--version")
-	return strings.TrimPrefix(v, "minio version ")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, "go", "version", "-m", bin).Output()
+	if err != nil {
+		return ""
+	}
+	for _, l := range strings.Split(string(out), "\n") {
+		if f := strings.Fields(l); len(f) >= 3 && f[0] == "mod" && f[1] == "github.com/minio/minio" {
+			return f[2]
+		}
+	}
+	return ""
 }
 
 func npmVersion(nodeModules, pkg string) string {

@@ -432,6 +432,10 @@ func (r *run) mixedOnce(ctx context.Context, instances int, plan mixedPlan, ipBl
 		}()
 	}
 	wg.Wait()
+	// Idle keep-alive connections would hold up the servers' graceful stop.
+	for _, u := range users {
+		u.hc.CloseIdleConnections()
+	}
 	return &mixedResult{perRoute: rec.samples, errors: rec.errors, firstErr: rec.firstErrs, duration: plan.duration}, nil
 }
 

@@ -17,7 +17,6 @@ import (
 	"postbox/kasse"
 	"postbox/mailbox"
 	"postbox/notifier"
-	"postbox/storage/postgres"
 	"postbox/storage/sqldb"
 )
 
@@ -256,15 +255,10 @@ func stepNotifications(ctx context.Context, r *run) error {
 	for run := range r.runs() {
 		// A fresh database and maildev per run: the outbox and the
 		// server's mail store start empty each time.
-		dsn, err := r.freshPostgres(ctx)
+		db, err := r.freshStore(ctx)
 		if err != nil {
 			return err
 		}
-		db, err := postgres.Open(ctx, dsn)
-		if err != nil {
-			return err
-		}
-		r.defer_(func() { db.Close() })
 		smtpAddr, webURL, err := r.startMaildev(ctx)
 		if err != nil {
 			return err

@@ -24,6 +24,9 @@ import (
 	"github.com/jackc/pgx/v5"
 	miniogo "github.com/minio/minio-go/v7"
 	"github.com/minio/minio-go/v7/pkg/credentials"
+
+	"postbox/storage/postgres"
+	"postbox/storage/sqldb"
 )
 
 func randHex(n int) string {
@@ -64,6 +67,20 @@ func (r *run) freshPostgres(ctx context.Context) (string, error) {
 	}
 	u.Path = "/" + name
 	return u.String(), nil
+}
+
+// freshStore is a migrated sqldb.Store on a database of the step's own.
+func (r *run) freshStore(ctx context.Context) (*sqldb.Store, error) {
+	dsn, err := r.freshPostgres(ctx)
+	if err != nil {
+		return nil, err
+	}
+	db, err := postgres.Open(ctx, dsn)
+	if err != nil {
+		return nil, err
+	}
+	r.defer_(func() { db.Close() })
+	return db, nil
 }
 
 func chAdmin(addr string) (driver.Conn, error) {

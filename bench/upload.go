@@ -280,7 +280,7 @@ func stepUpload(ctx context.Context, r *run) error {
 		// Bounded: a run that would not fit the step's limit (with the
 		// 4 GiB check after it) is not started; the table says how many
 		// values each figure has.
-		if run > 0 && !deadline.IsZero() && time.Until(deadline) < lastRun*5/4+90*time.Second {
+		if run > 0 && !deadline.IsZero() && time.Until(deadline) < lastRun*23/20+time.Minute {
 			r.rep.note("Upload: only %d of %d runs fitted the step's time limit (a run took %v).", run, r.runs(), lastRun.Round(time.Second))
 			break
 		}
