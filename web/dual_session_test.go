@@ -193,6 +193,16 @@ func TestDualSessionEachRouteAuthorisesItsOwnSession(t *testing.T) {
 					t.Errorf("Max's draft (the account's person) was touched: %q %v", dv.Draft.Subject, err)
 				}
 			}},
+		{"PIN API spelt differently (case, trailing slash) is still the PIN desk", w.both(),
+			func(b dualBrowser) (*http.Response, string) {
+				return b.json("PUT", "/API/Draft/", w.pinCSRF, map[string]string{"case_type": "krankengeld", "subject": "Anders geschrieben"})
+			}, 200,
+			func(t *testing.T, _ string) {
+				dv, _ := w.pin.Draft(context.Background(), intake.Actor{Principal: erika})
+				if dv.Draft.Subject != "Anders geschrieben" {
+					t.Errorf("Erika's draft: %q", dv.Draft.Subject)
+				}
+			}},
 		{"PIN API refuses the account's CSRF token", w.both(),
 			func(b dualBrowser) (*http.Response, string) {
 				return b.json("PUT", "/api/draft", w.accCSRF, map[string]string{"subject": "Vom Konto"})
