@@ -109,7 +109,11 @@ func (rep *Report) Markdown(svgPath string) string {
 		}
 		note := f.Note
 		if len(f.Values) > 0 && len(f.Values) != rep.Runs {
-			note = strings.TrimSpace(fmt.Sprintf("%s (%d values)", note, len(f.Values)))
+			plural := "s"
+			if len(f.Values) == 1 {
+				plural = ""
+			}
+			note = strings.TrimSpace(fmt.Sprintf("%s (%d value%s)", note, len(f.Values), plural))
 		}
 		w("| %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", f.Step, f.Name, cells[0], cells[1], cells[2], f.Unit, f.Goal, f.Met, note)
 	}
