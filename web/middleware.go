@@ -148,12 +148,8 @@ func (s *Server) handleError(c *fiber.Ctx, err error) error {
 		}
 		return SendProblem(c, fe.Code, "http-"+strconv.Itoa(fe.Code), title, detail)
 	}
-	if ne := net.Error(nil); errors.As(err, &ne) && ne.Timeout() {
-		// The client's body stopped before BodyTimeout ran out.
-		c.Context().SetConnectionClose()
-		return SendProblem(c, fiber.StatusRequestTimeout, "http-408", germanStatus(fiber.StatusRequestTimeout),
-			"Die Anfrage kam zu langsam an. Bitte prüfen Sie Ihre Verbindung und versuchen Sie es erneut.")
-	}
+	// Before the timeout check below: a database or blob store that does not
+	// answer in time is a 503, not the client's slow connection.
 	if s.opts.Full != nil && s.opts.Full(err) {
 		s.opts.Logger.WarnContext(c.UserContext(), "request failed: storage full", "request_id", RequestID(c), "err", err)
 		return SendProblem(c, fiber.StatusInsufficientStorage, "speicher-voll", "Speicher voll",
@@ -164,6 +160,12 @@ func (s *Server) handleError(c *fiber.Ctx, err error) error {
 		c.Set(fiber.HeaderRetryAfter, RetryAfterUnavailable)
 		return SendProblem(c, fiber.StatusServiceUnavailable, "dienst-nicht-verfuegbar", "Dienst vorübergehend nicht verfügbar",
 			"Ein benötigter Dienst ist gerade nicht erreichbar. Es ist nichts verloren gegangen. Bitte versuchen Sie es in einigen Sekunden erneut. Vorgangsnummer: "+RequestID(c)+".")
+	}
+	if ne := net.Error(nil); errors.As(err, &ne) && ne.Timeout() {
+		// The client's body stopped before BodyTimeout ran out.
+		c.Context().SetConnectionClose()
+		return SendProblem(c, fiber.StatusRequestTimeout, "http-408", germanStatus(fiber.StatusRequestTimeout),
+			"Die Anfrage kam zu langsam an. Bitte prüfen Sie Ihre Verbindung und versuchen Sie es erneut.")
 	}
 	s.opts.Logger.ErrorContext(c.UserContext(), "request failed", "request_id", RequestID(c), "err", err)
 	return SendProblem(c, fiber.StatusInternalServerError, "interner-fehler", "Interner Fehler",

@@ -3,14 +3,19 @@ package web
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
+	"net"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"testing"
 
 	"github.com/gofiber/fiber/v2"
 )
 
-var errDown = errors.New("dial tcp 127.0.0.1:5432: connect: connection refused")
+// errDown is a backend that did not answer in time: a net.Error timeout,
+// like a client's stalled body, yet a 503.
+var errDown = fmt.Errorf("get pin session: %w", &net.OpError{Op: "dial", Net: "tcp", Err: os.ErrDeadlineExceeded})
 
 // A handler error that Options.Unavailable recognises answers 503 with
 // Retry-After and a German problem, other errors stay 500.
@@ -18,6 +23,9 @@ func TestUnavailableDependencyAnswers503(t *testing.T) {
 	s := New(Options{Unavailable: func(err error) bool { return errors.Is(err, errDown) }})
 	s.App().Get("/down", func(c *fiber.Ctx) error { return errDown })
 	s.App().Get("/bug", func(c *fiber.Ctx) error { return errors.New("nil map") })
+	s.App().Get("/slow", func(c *fiber.Ctx) error {
+		return fmt.Errorf("read form: %w", &net.OpError{Op: "read", Net: "tcp", Err: os.ErrDeadlineExceeded})
+	})
 	for _, tc := range []struct {
 		path       string
 		status     int
@@ -26,6 +34,7 @@ func TestUnavailableDependencyAnswers503(t *testing.T) {
 	}{
 		{"/down", 503, RetryAfterUnavailable, "Dienst vorübergehend nicht verfügbar"},
 		{"/bug", 500, "", "Interner Fehler"},
+		{"/slow", 408, "", "Zeitüberschreitung"},
 	} {
 		resp, err := s.App().Test(httptest.NewRequest("GET", tc.path, nil))
 		if err != nil {

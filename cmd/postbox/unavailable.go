@@ -6,6 +6,7 @@ import (
 	"database/sql/driver"
 	"errors"
 	"net"
+	"net/url"
 	"strings"
 	"syscall"
 
@@ -30,8 +31,15 @@ func dependencyDown(err error) bool {
 		errors.Is(err, sql.ErrConnDone), errors.Is(err, driver.ErrBadConn):
 		return true
 	}
+	// Outbound only: a dial is always postbox reaching a backend, and the
+	// HTTP client (MinIO) wraps its failures in *url.Error. A read timeout
+	// on its own may be the client's stalled body (408, web decides).
 	var opErr *net.OpError
-	if errors.As(err, &opErr) {
+	if errors.As(err, &opErr) && opErr.Op == "dial" {
+		return true
+	}
+	var urlErr *url.Error
+	if errors.As(err, &urlErr) {
 		return true
 	}
 	var connectErr *pgconn.ConnectError

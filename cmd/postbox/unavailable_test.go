@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
+	"os"
 	"syscall"
 	"testing"
 
@@ -24,6 +26,9 @@ func TestDependencyDown(t *testing.T) {
 		{"plain bug", errors.New("upload abc: parts hold 3 bytes, length is 4"), false},
 		{"connection refused, wrapped twice", fmt.Errorf("get pin session: %w", fmt.Errorf("query: %w", dial)), true},
 		{"connection reset", fmt.Errorf("put part 2: %w", syscall.ECONNRESET), true},
+		{"database dial timeout", fmt.Errorf("get pin session: %w", &net.OpError{Op: "dial", Net: "tcp", Err: os.ErrDeadlineExceeded}), true},
+		{"minio read timeout", fmt.Errorf("put part 2: %w", &url.Error{Op: "Put", URL: "http://minio:9000/b/k", Err: &net.OpError{Op: "read", Err: os.ErrDeadlineExceeded}}), true},
+		{"client's stalled body", fmt.Errorf("read form: %w", &net.OpError{Op: "read", Net: "tcp", Err: os.ErrDeadlineExceeded}), false},
 		{"postgres shutting down", fmt.Errorf("x: %w", &pgconn.PgError{Code: "57P01"}), true},
 		{"postgres starting up", &pgconn.PgError{Code: "57P03"}, true},
 		{"postgres unique violation", fmt.Errorf("insert: %w", &pgconn.PgError{Code: "23505"}), false},
