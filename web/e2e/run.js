@@ -495,7 +495,35 @@ async function registration(newContext, watch, srv, env, demo, shots) {
   await page.getByLabel('Ihre Antwort').fill('Hasso');
   await page.getByRole('button', { name: 'Speichern und weiter' }).click();
   await page.waitForURL(/\/postfach$/);
-  log(`registration and first login with the Freischaltcode passed in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+
+  // Mein Konto: confirm with an mTAN, add an authenticator app and set it
+  // up with its first code (Gerät hinzufügen → aktivieren → einrichten).
+  await page.getByRole('link', { name: 'Mein Konto' }).click();
+  since = Date.now() - 1000;
+  await page.getByRole('button', { name: 'mTAN per SMS anfordern' }).click();
+  await page.waitForURL(/sms=1/);
+  const stepUp = page.locator('section[aria-labelledby="bestaetigen"]');
+  await stepUp.getByLabel('Sicherheitscode').fill(await smsCode(srv, '+4915123456789', since));
+  await stepUp.getByRole('button', { name: 'Bestätigen', exact: true }).click();
+  await page.locator('.notice--success').filter({ hasText: 'Danke, bestätigt.' }).waitFor();
+  await page.getByLabel('Gerät hinzufügen: Name').fill('Handy von Max');
+  await page.getByRole('button', { name: 'Gerät hinzufügen' }).click();
+  await page.locator('#aktivierungscode').waitFor();
+  const activation = (await page.locator('#aktivierungscode').innerText()).trim();
+  await page.getByRole('link', { name: 'Weiter: Gerät aktivieren' }).click();
+  await page.getByLabel('Aktivierungscode').fill(activation);
+  await page.getByLabel('6-stellige PIN', { exact: true }).fill('482913');
+  await page.getByLabel('6-stellige PIN wiederholen').fill('482913');
+  await page.getByRole('button', { name: 'Weiter zum QR-Code' }).click();
+  await page.waitForURL(/\/konto\/geraete\/[^/]+\/einrichten/);
+  await check(page, 'geraet-einrichten', { shots });
+  const secret = (await page.locator('#schluessel').innerText()).replace(/\s+/g, '');
+  await page.getByLabel('6-stelliger Code').fill(lib.totp(secret, Math.floor(Date.now() / 30000)));
+  await page.getByRole('button', { name: 'Gerät bestätigen' }).click();
+  await page.waitForURL(/hinweis=geraet-aktiviert/);
+  assert.match(await page.locator('main').innerText(), /Handy von Max/);
+  await check(page, 'konto-geraet-aktiviert');
+  log(`registration, first login with the Freischaltcode and a new authenticator app passed in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
   await ctx.close();
 }
 
