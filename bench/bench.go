@@ -107,6 +107,14 @@ type UploadPoint struct {
 	Description string
 }
 
+// MixedRoute is one route of the mixed load over its whole window.
+type MixedRoute struct {
+	Instances        int
+	Route            string
+	Requests, Errors int
+	P50, P99         float64 // ms
+}
+
 // Report is everything one run measured.
 type Report struct {
 	Machine     Machine
@@ -116,6 +124,7 @@ type Report struct {
 	Duration    time.Duration
 	Figures     []Figure
 	Uploads     []UploadPoint
+	Mixed       []MixedRoute
 	Notes       []string // what was bounded or chosen, per step
 	Failures    []string // steps that failed, with their error
 	LoadAfter   [3]float64

@@ -446,9 +446,9 @@ func stepMixed(ctx context.Context, r *run) error {
 	for ci, instances := range []int{1, 3} {
 		res, err := r.mixedOnce(ctx, instances, plan, byte(ci+1))
 		if err != nil {
-			return fmt.Errorf("%d instance(s): %w", instances, err)
+			return fmt.Errorf("%s: %w", plural(instances, "instance"), err)
 		}
-		label := fmt.Sprintf("%d instance(s)", instances)
+		label := plural(instances, "instance")
 		third := res.duration / 3
 		var routes []string
 		for rt := range res.perRoute {
@@ -480,6 +480,16 @@ func stepMixed(ctx context.Context, r *run) error {
 				p99 = append(p99, ms(ds[min(len(ds)-1, len(ds)*99/100)]))
 			}
 			errs += res.errors[rt]
+			row := MixedRoute{Instances: instances, Route: rt, Requests: len(res.perRoute[rt]), Errors: res.errors[rt]}
+			if all := res.perRoute[rt]; len(all) > 0 {
+				ds := make([]time.Duration, len(all))
+				for i, s := range all {
+					ds[i] = s.lat
+				}
+				slices.Sort(ds)
+				row.P50, row.P99 = ms(ds[len(ds)/2]), ms(ds[min(len(ds)-1, len(ds)*99/100)])
+			}
+			r.rep.Mixed = append(r.rep.Mixed, row)
 			note := fmt.Sprintf("%d requests, %d errors", len(res.perRoute[rt]), res.errors[rt])
 			r.figure(label+": p50 "+rt, "ms", p50, "", nil, note)
 			r.figure(label+": p99 "+rt, "ms", p99, "", nil, "")

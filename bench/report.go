@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -117,6 +118,9 @@ func (rep *Report) Markdown(svgPath string) string {
 		}
 		w("| %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", f.Step, f.Name, cells[0], cells[1], cells[2], f.Unit, f.Goal, f.Met, note)
 	}
+	if len(rep.Mixed) > 0 {
+		rep.mixedTable(w)
+	}
 	if len(rep.Notes) > 0 {
 		w("\nHow each step is bounded and what it chose:\n\n")
 		for _, n := range rep.Notes {
@@ -128,6 +132,45 @@ func (rep *Report) Markdown(svgPath string) string {
 	}
 	w("\n%s\n", EndMarker)
 	return b.String()
+}
+
+// mixedTable puts the mixed load's routes side by side: p50 and p99 over
+// the whole window, per number of instances.
+func (rep *Report) mixedTable(w func(string, ...any)) {
+	var counts []int
+	routes := map[string]map[int]MixedRoute{}
+	var order []string
+	for _, m := range rep.Mixed {
+		if !slices.Contains(counts, m.Instances) {
+			counts = append(counts, m.Instances)
+		}
+		if routes[m.Route] == nil {
+			routes[m.Route] = map[int]MixedRoute{}
+			order = append(order, m.Route)
+		}
+		routes[m.Route][m.Instances] = m
+	}
+	w("\nMixed load per route over the whole window (p50 / p99 in ms, requests, errors):\n\n| route |")
+	for _, c := range counts {
+		w(" %d × postbox |", c)
+	}
+	w("\n| --- |")
+	for range counts {
+		w(" --- |")
+	}
+	w("\n")
+	for _, rt := range order {
+		w("| %s |", rt)
+		for _, c := range counts {
+			m, ok := routes[rt][c]
+			if !ok {
+				w(" — |")
+				continue
+			}
+			w(" %s / %s, %d req, %d err |", num(m.P50), num(m.P99), m.Requests, m.Errors)
+		}
+		w("\n")
+	}
 }
 
 func firstLine(s string) string {

@@ -350,7 +350,7 @@ func stepUpload(ctx context.Context, r *run) error {
 		streams int
 	}{big, big.chunk, 1})
 	for _, p := range points {
-		label := fmt.Sprintf("%s, %d stream(s), chunk %s", p.wl.name, p.streams, sizeLabel(p.chunk))
+		label := fmt.Sprintf("%s, %s, chunk %s", p.wl.name, plural(p.streams, "stream"), sizeLabel(p.chunk))
 		pbR := rates[key{p.wl.name, p.chunk, p.streams, "postbox"}]
 		dR := rates[key{p.wl.name, 0, p.streams, "direct"}]
 		peR := rates[key{p.wl.name, p.chunk, p.streams, "peer"}]
@@ -381,6 +381,14 @@ func stepUpload(ctx context.Context, r *run) error {
 		"to 32 MiB. The direct PutObject has no chunks: minio-go sends a 10 MiB file in one PUT and 1 GiB in 16 MiB parts.",
 		plan.small.name, big.name, sizeLabel(plan.bigChunk), huge.name)
 	return nil
+}
+
+// plural is "1 stream", "8 streams".
+func plural(n int, word string) string {
+	if n == 1 {
+		return "1 " + word
+	}
+	return strconv.Itoa(n) + " " + word + "s"
 }
 
 func ratios(a, b []float64) []float64 {

@@ -38,7 +38,7 @@ func TestBenchQuickRunsEveryStep(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, bin, "bench", "--quick", "--markdown", md, "--svg", svg)
+	cmd := exec.CommandContext(ctx, bin, "bench", "--quick", "--runs", "2", "--markdown", md, "--svg", svg)
 	cmd.Dir, cmd.Env = dir, env
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
@@ -71,9 +71,9 @@ func TestBenchQuickRunsEveryStep(t *testing.T) {
 		return regexp.MustCompile(`(?m)^\| ` + step + ` \| [^|]*` + regexp.QuoteMeta(figure) + `[^|]*\| [0-9.,]+ \| \*\*[0-9.,]+\*\* \| [0-9.,]+ \|`)
 	}
 	for _, c := range []struct{ step, figure string }{
-		{"upload", "postbox 8 × 1 MiB, 8 stream(s), chunk 1 MiB"},
-		{"upload", "direct PutObject 8 × 1 MiB, 1 stream(s)"},
-		{"upload", "peer @tus/server 8 × 1 MiB, 8 stream(s), chunk 5 MiB"},
+		{"upload", "postbox 8 × 1 MiB, 8 streams, chunk 1 MiB"},
+		{"upload", "direct PutObject 8 × 1 MiB, 1 stream"},
+		{"upload", "peer @tus/server 8 × 1 MiB, 8 streams, chunk 5 MiB"},
 		{"upload", "ratio postbox/direct"},
 		{"upload", "ratio postbox/peer"},
 		{"memory", "peak RSS, 8 parallel uploads"},
@@ -84,10 +84,10 @@ func TestBenchQuickRunsEveryStep(t *testing.T) {
 		{"notifications", "commit → SMTP accept p99"},
 		{"logins", "logins/s, password + mTAN"},
 		{"logins", "login p99, password"},
-		{"mixed", "1 instance(s): requests/s"},
-		{"mixed", "3 instance(s): p99 POST /api/postfach/threads/:id/messages"},
-		{"mixed", "3 instance(s): p50 PATCH /api/uploads/:id"},
-		{"mixed", "1 instance(s): p99 POST /api/auth/login"},
+		{"mixed", "1 instance: requests/s"},
+		{"mixed", "3 instances: p99 POST /api/postfach/threads/:id/messages"},
+		{"mixed", "3 instances: p50 PATCH /api/uploads/:id"},
+		{"mixed", "1 instance: p99 POST /api/auth/login"},
 	} {
 		if !row(c.step, c.figure).MatchString(text) {
 			t.Errorf("no row with numbers for %s / %q", c.step, c.figure)
@@ -95,8 +95,11 @@ func TestBenchQuickRunsEveryStep(t *testing.T) {
 	}
 	// The quick run sees no errors in the mixed load: a failing route
 	// there means a broken request, not a slow machine.
-	if m := regexp.MustCompile(`(?m)^\| mixed \| \d instance\(s\): errors \| (\S+) \|`).FindAllStringSubmatch(text, -1); len(m) != 2 || m[0][1] != "0" || m[1][1] != "0" {
+	if m := regexp.MustCompile(`(?m)^\| mixed \| \d instances?: errors \| (\S+) \|`).FindAllStringSubmatch(text, -1); len(m) != 2 || m[0][1] != "0" || m[1][1] != "0" {
 		t.Errorf("mixed load errors: %v", m)
+	}
+	if !regexp.MustCompile(`(?m)^\| POST /api/uploads \| [0-9.,]+ / [0-9.,]+, \d+ req, 0 err \| [0-9.,]+ / [0-9.,]+, \d+ req, 0 err \|$`).MatchString(text) {
+		t.Errorf("no per-route row of the mixed load for both instance counts")
 	}
 	if strings.Contains(text, "Steps that failed") {
 		t.Errorf("a step failed:\n%s", stderr.String())
