@@ -328,6 +328,15 @@ async function journey(bin, label, env) {
     await adm.locator('.notice--success').filter({ hasText: 'Die Einladung ist verschickt.' }).waitFor();
     assert.ok((await adm.locator('tbody').innerText()).includes(`Praxis <b>${run}</b>`), 'the invited user is listed (as text)');
     await check(adm, 'verwaltung-benutzer', { shots });
+    // Resend, then revoke the invitation (the buttons name the person for screen readers).
+    const invited = adm.locator('tbody tr').filter({ hasText: `Praxis <b>${run}</b>` });
+    await invited.getByRole('button', { name: /^Erneut senden/ }).click();
+    await adm.locator('.notice--success').filter({ hasText: 'Die Einladung ist erneut verschickt' }).waitFor();
+    await adm.locator('tbody tr').filter({ hasText: `Praxis <b>${run}</b>` }).getByRole('button', { name: /^Widerrufen/ }).click();
+    await adm.locator('.notice--success').filter({ hasText: 'Die Einladung ist widerrufen.' }).waitFor();
+    const revoked = await adm.locator('tbody tr').filter({ hasText: `Praxis <b>${run}</b>` }).innerText();
+    assert.ok(!/Eingeladen/.test(revoked), 'the revoked invitation is no longer open: ' + revoked);
+    await check(adm, 'verwaltung-benutzer-widerrufen');
     await admCtx.close();
 
     // ---- A person without an account registers and logs in the first time. ----
