@@ -129,6 +129,19 @@ func SendProblem(c *fiber.Ctx, status int, typ, title, detail string) error {
 		"application/problem+json")
 }
 
+// finishUnread lets the client read an early answer to a streamed body it
+// is still sending (an upload refused because the database is down before
+// any handler read it): without it the connection is reset under the
+// client, which then never sees the answer. See finishBody.
+func finishUnread(c *fiber.Ctx) {
+	cl := int64(c.Request().Header.ContentLength())
+	stream := c.Context().RequestBodyStream()
+	if cl == 0 || cl == -2 || stream == nil {
+		return
+	}
+	finishBody(c, &countingReader{r: stream}, cl)
+}
+
 // RetryAfterUnavailable is the Retry-After (seconds) of a 503 answered while
 // a dependency is down.
 const RetryAfterUnavailable = "5"
@@ -152,14 +165,18 @@ func (s *Server) handleError(c *fiber.Ctx, err error) error {
 	// answer in time is a 503, not the client's slow connection.
 	if s.opts.Full != nil && s.opts.Full(err) {
 		s.opts.Logger.WarnContext(c.UserContext(), "request failed: storage full", "request_id", RequestID(c), "err", err)
-		return SendProblem(c, fiber.StatusInsufficientStorage, "speicher-voll", "Speicher voll",
+		perr := SendProblem(c, fiber.StatusInsufficientStorage, "speicher-voll", "Speicher voll",
 			"Der Speicher des Dienstes ist fast voll, deshalb kann Ihre Eingabe gerade nicht gespeichert werden. Bitte versuchen Sie es später erneut. Vorgangsnummer: "+RequestID(c)+".")
+		finishUnread(c)
+		return perr
 	}
 	if s.opts.Unavailable != nil && s.opts.Unavailable(err) {
 		s.opts.Logger.WarnContext(c.UserContext(), "request failed: dependency unavailable", "request_id", RequestID(c), "err", err)
 		c.Set(fiber.HeaderRetryAfter, RetryAfterUnavailable)
-		return SendProblem(c, fiber.StatusServiceUnavailable, "dienst-nicht-verfuegbar", "Dienst vorübergehend nicht verfügbar",
+		perr := SendProblem(c, fiber.StatusServiceUnavailable, "dienst-nicht-verfuegbar", "Dienst vorübergehend nicht verfügbar",
 			"Ein benötigter Dienst ist gerade nicht erreichbar. Es ist nichts verloren gegangen. Bitte versuchen Sie es in einigen Sekunden erneut. Vorgangsnummer: "+RequestID(c)+".")
+		finishUnread(c)
+		return perr
 	}
 	if ne := net.Error(nil); errors.As(err, &ne) && ne.Timeout() {
 		// The client's body stopped before BodyTimeout ran out.

@@ -1,10 +1,13 @@
 package web
 
 import (
+	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"strings"
@@ -51,6 +54,34 @@ func TestUnavailableDependencyAnswers503(t *testing.T) {
 		}
 		if tc.status == 503 && (!strings.Contains(p.Detail, "nichts verloren") || p.RequestID == "") {
 			t.Errorf("%s: detail %q does not reassure the user or lacks the request id", tc.path, p.Detail)
+		}
+	}
+}
+
+// An upload refused with 503 before anything read its body (the session
+// lookup failed) still reaches the client, which is sending the body at
+// that moment: a small rest is drained, a large one closed lingering.
+func TestUnavailableAnswerReachesAClientStillSending(t *testing.T) {
+	s := New(Options{Unavailable: func(err error) bool { return errors.Is(err, errDown) }})
+	s.App().Patch("/up", func(c *fiber.Ctx) error { return errDown })
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go s.Serve(ln)
+	defer s.Shutdown(context.Background())
+	for _, size := range []int{6 << 20, 48 << 20} {
+		req, err := http.NewRequest("PATCH", "http://"+ln.Addr().String()+"/up", bytes.NewReader(make([]byte, size)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatalf("%d MiB body: the client got no answer: %v", size>>20, err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusServiceUnavailable {
+			t.Fatalf("%d MiB body: %d, want 503", size>>20, resp.StatusCode)
 		}
 	}
 }
