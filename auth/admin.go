@@ -95,12 +95,39 @@ func (s *Service) AccountStatusOf(ctx context.Context, actor Principal, accountI
 	return v, err
 }
 
-// EndAccount terminates a portal account (seed 004: "jederzeit mit Wirkung
-// für die Zukunft kündigen"): access ends now, every session and device
-// goes; the data stays until the retention rules delete it. The person
-// (actor = own account) or staff of the Kasse may end it.
+// EndOwnAccount is "Konto beenden" by the person (seed 004: "jederzeit mit
+// Wirkung für die Zukunft kündigen"). Like every change in Mein Konto it
+// needs a fresh security code, so a session left open on a shared computer
+// cannot end the account.
+func (s *Service) EndOwnAccount(ctx context.Context, m Meta, sess Session) error {
+	if sess.AccountID == "" || sess.Stage != StageDone {
+		return ErrNoSession
+	}
+	return s.endAccount(ctx, m, sess.Principal(), sess.AccountID, func(now time.Time) error {
+		if !s.stepUpFresh(sess, now) {
+			return ErrStepUpRequired
+		}
+		return nil
+	})
+}
+
+// EndAccount terminates a portal account by staff of the Kasse: access
+// ends now, every session and device goes; the data stays until the
+// retention rules delete it. The person ends their own with EndOwnAccount.
 func (s *Service) EndAccount(ctx context.Context, m Meta, actor Principal, accountID string) error {
+	if actor.AccountID == accountID {
+		return ErrNotAllowed
+	}
+	return s.endAccount(ctx, m, actor, accountID, nil)
+}
+
+func (s *Service) endAccount(ctx context.Context, m Meta, actor Principal, accountID string, check func(now time.Time) error) error {
 	return s.inTx(ctx, func(tx Tx) error {
+		if check != nil {
+			if err := check(tx.Now()); err != nil {
+				return err
+			}
+		}
 		var a Account
 		var err error
 		if actor.AccountID == accountID {

@@ -590,7 +590,24 @@ func TestEndAccount(t *testing.T) {
 		acc := e.activeInsured("erika", pw, mobile)
 		done := e.loginMTAN("erika", pw, mobile)
 		sess, _ := e.svc.ResolveSession(ctx, done.Token)
-		if err := e.svc.EndAccount(ctx, meta, sess.Principal(), acc.ID); err != nil {
+		// Without a fresh security code the account stays.
+		if err := e.svc.EndOwnAccount(ctx, meta, sess); !errors.Is(err, auth.ErrStepUpRequired) {
+			t.Fatalf("end without step-up: %v", err)
+		}
+		if err := e.svc.EndAccount(ctx, meta, sess.Principal(), acc.ID); !errors.Is(err, auth.ErrNotAllowed) {
+			t.Fatalf("own account ended by the staff path: %v", err)
+		}
+		if _, err := e.svc.ResolveSession(ctx, done.Token); err != nil {
+			t.Fatalf("session gone after refused ends: %v", err)
+		}
+		if _, err := e.svc.RequestStepUpMTAN(ctx, meta, sess); err != nil {
+			t.Fatal(err)
+		}
+		if err := e.svc.StepUp(ctx, meta, sess, "mtan", e.lastCode(mobile)); err != nil {
+			t.Fatal(err)
+		}
+		sess, _ = e.svc.ResolveSession(ctx, done.Token)
+		if err := e.svc.EndOwnAccount(ctx, meta, sess); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := e.svc.ResolveSession(ctx, done.Token); !errors.Is(err, auth.ErrNoSession) {

@@ -178,8 +178,7 @@ func (h *AuthAPI) revokeConsent(c *fiber.Ctx) error {
 }
 
 func (h *AuthAPI) endOwnAccount(c *fiber.Ctx) error {
-	p := MustPrincipal(c)
-	if err := h.svc.EndAccount(c.UserContext(), authMeta(c), p, p.AccountID); err != nil {
+	if err := h.svc.EndOwnAccount(c.UserContext(), authMeta(c), authSession(c)); err != nil {
 		return AuthProblem(c, err)
 	}
 	ClearSessionCookie(c)

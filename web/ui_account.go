@@ -280,8 +280,8 @@ func (u *UI) accountEnd(c *fiber.Ctx) error {
 		return u.accountDone(c, auth.FieldErrors{{Field: "bestaetigung",
 			Message: "Bitte bestätigen Sie mit dem Häkchen, dass Sie Ihr Konto beenden möchten."}}, "bestaetigung", "", nil)
 	}
-	p := MustPrincipal(c)
-	if err := u.o.Auth.EndAccount(c.UserContext(), uiMeta(c), p, p.AccountID); err != nil {
+	sess, _, _ := SessionOf(c)
+	if err := u.o.Auth.EndOwnAccount(c.UserContext(), uiMeta(c), sess); err != nil {
 		return u.accountDone(c, err, "bestaetigung", "", nil)
 	}
 	ClearSessionCookie(c)
