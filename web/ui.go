@@ -308,7 +308,7 @@ var notices = map[string]string{
 	"status-geaendert":     "Der Status ist geändert. Die versicherte Person sieht den neuen Stand in „Meine Vorgänge“.",
 	"konto-gesperrt":       "Der Zugang ist gesperrt; alle Sitzungen der Person sind beendet.",
 	"konto-entsperrt":      "Der Zugang ist entsperrt.",
-	"bestaetigt":           "Danke, bestätigt. Sie können jetzt 5 Minuten lang Ihre Daten, die Mobilnummer und Geräte ändern.",
+	"bestaetigt":           "Danke, bestätigt. Sie können jetzt 5 Minuten lang Ihre Daten, die Mobilnummer und Geräte ändern oder Ihr Konto beenden.",
 	"daten-gespeichert":    "Ihre Daten sind gespeichert.",
 	"email-link":           "Wir haben einen Link an die neue E-Mail-Adresse geschickt. Bitte öffnen Sie ihn innerhalb von 24 Stunden; bis dahin bleibt die bisherige Adresse gültig.",
 	"mobil-codes":          "Wir haben Ihnen die Codes geschickt. Bitte geben Sie sie unten ein.",
