@@ -130,6 +130,9 @@ type TusRequest struct {
 	Authenticated bool
 	ClientHash    string // keyed hash of the client address, for audit events
 	RequestID     string
+
+	// Set by create from Idempotency-Key (see tus_idempotency.go).
+	idemKey, idemDigest string
 }
 
 // Problem is an error answer; Detail is German, shown to the user.
@@ -532,6 +535,15 @@ func (h *TusHandler) create(ctx context.Context, r *TusRequest) (*TusResponse, e
 	if err != nil {
 		return nil, err
 	}
+	if r.idemKey, err = parseIdempotencyKey(r.Header("Idempotency-Key")); err != nil {
+		return nil, err
+	}
+	if r.idemKey != "" {
+		r.idemDigest = creationDigest(r)
+		if resp, err := h.replay(ctx, r, nil); resp != nil || err != nil {
+			return resp, err
+		}
+	}
 	concat := strings.TrimSpace(r.Header("Upload-Concat"))
 	kind := KindSingle
 	switch {
@@ -585,6 +597,7 @@ func (h *TusHandler) create(ctx context.Context, r *TusRequest) (*TusResponse, e
 	u := Upload{
 		ID: newID(), TenantID: r.Principal.TenantID, PersonID: r.Principal.PersonID, Kind: kind, Status: StatusUploading,
 		Length: length, Metadata: rawMeta, Filename: filename, DeclaredType: declared,
+		IdempotencyKey: r.idemKey, IdempotencyDigest: r.idemDigest,
 		CreatedAt: now, UpdatedAt: now, ExpiresAt: now.Add(h.lifetime(s)),
 	}
 	u.BlobKey = BlobKey(u.TenantID, u.ID)
@@ -628,6 +641,9 @@ func (h *TusHandler) create(ctx context.Context, r *TusRequest) (*TusResponse, e
 	created := h.event(r, "intake.upload.created", &u, audit.OutcomeSuccess, map[string]any{"length": length, "kind": string(kind)})
 	if err := h.cfg.Store.CreateUpload(ctx, u, q, created); err != nil {
 		h.abortBlobs(&u)
+		if resp, ok, err := h.replayTaken(ctx, r, err); ok {
+			return resp, err
+		}
 		var qe *QuotaError
 		if errors.As(err, &qe) {
 			return nil, errQuota(qe)

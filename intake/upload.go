@@ -112,6 +112,12 @@ type Upload struct {
 	LockOwner string
 	LockUntil time.Time
 
+	// IdempotencyKey is the creation's Idempotency-Key ("" without one),
+	// unique per tenant and person; IdempotencyDigest fingerprints what the
+	// creation declared (see creationDigest).
+	IdempotencyKey    string
+	IdempotencyDigest string
+
 	CreatedAt   time.Time
 	UpdatedAt   time.Time
 	CompletedAt time.Time
@@ -189,6 +195,13 @@ type UploadStore interface {
 	// UploadByID returns an upload whatever its owner; callers check the
 	// owner. ErrUploadNotFound when there is none.
 	UploadByID(ctx context.Context, id string) (Upload, error)
+	// UploadByIdempotencyKey returns the person's upload created with key
+	// (ErrUploadNotFound when there is none). CreateUpload of an upload
+	// whose key the person used already returns *IdempotencyKeyTaken.
+	UploadByIdempotencyKey(ctx context.Context, tenantID, personID, key string) (Upload, error)
+	// ReleaseIdempotencyKey clears the key of upload id if it still has it,
+	// so a gone upload's key can name a new one.
+	ReleaseIdempotencyKey(ctx context.Context, id, key string) error
 	// LockUpload takes the lease of the person's upload when it is free or
 	// expired (now is the caller's clock) and returns the state under it.
 	LockUpload(ctx context.Context, tenantID, personID, id, owner string, until, now time.Time) (Upload, error)

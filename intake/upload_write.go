@@ -662,6 +662,7 @@ func (h *TusHandler) createFinal(ctx context.Context, r *TusRequest, s kasse.Set
 	u := Upload{
 		ID: newID(), TenantID: r.Principal.TenantID, PersonID: r.Principal.PersonID, Kind: KindFinal, Status: StatusUploading,
 		Length: total, Metadata: rawMeta, Filename: filename, DeclaredType: declared, Concat: ids,
+		IdempotencyKey: r.idemKey, IdempotencyDigest: r.idemDigest,
 		CreatedAt: now, UpdatedAt: now, ExpiresAt: now.Add(h.lifetime(s)), LockOwner: owner, LockUntil: now.Add(h.cfg.LockTTL),
 	}
 	u.BlobKey = BlobKey(u.TenantID, u.ID)
@@ -681,6 +682,9 @@ func (h *TusHandler) createFinal(ctx context.Context, r *TusRequest, s kasse.Set
 	created := h.event(r, "intake.upload.created", &u, audit.OutcomeSuccess, map[string]any{"length": total, "kind": string(KindFinal), "parts": len(ids)})
 	if err := h.cfg.Store.CreateUpload(ctx, u, q, created); err != nil {
 		h.abortBlobs(&u)
+		if resp, ok, err := h.replayTaken(ctx, r, err); ok {
+			return resp, err
+		}
 		var qe *QuotaError
 		if errors.As(err, &qe) {
 			return nil, errQuota(qe)

@@ -18,7 +18,8 @@ var _ intake.UploadStore = (*Store)(nil)
 
 const intakeUploadColumns = `id, tenant_id, person_id, kind, status, length, upload_offset, metadata, filename,
 	declared_type, detected_type, concat, blob_key, multipart_id, parts, staging, staging_seq, hash_state,
-	sha256, scan_status, scan_signature, lock_owner, lock_until, created_at, updated_at, completed_at, expires_at`
+	sha256, scan_status, scan_signature, lock_owner, lock_until, created_at, updated_at, completed_at, expires_at,
+	idempotency_key, idempotency_digest`
 
 func scanIntakeUpload(row interface{ Scan(...any) error }) (intake.Upload, error) {
 	var (
@@ -31,7 +32,8 @@ func scanIntakeUpload(row interface{ Scan(...any) error }) (intake.Upload, error
 	)
 	err := row.Scan(&u.ID, &u.TenantID, &u.PersonID, &kind, &status, &u.Length, &u.Offset, &u.Metadata, &u.Filename,
 		&u.DeclaredType, &u.DetectedType, &concat, &u.BlobKey, &u.MultipartID, &parts, &staging, &u.StagingSeq, &hashState,
-		&u.SHA256, &scan, &u.ScanSignature, &lockOwner, &lockUntil, &created, &updated, &completed, &expires)
+		&u.SHA256, &scan, &u.ScanSignature, &lockOwner, &lockUntil, &created, &updated, &completed, &expires,
+		&u.IdempotencyKey, &u.IdempotencyDigest)
 	if err != nil {
 		return u, err
 	}
@@ -131,17 +133,31 @@ func (s *Store) CreateUpload(ctx context.Context, u intake.Upload, q intake.Uplo
 		if err := tx.lockPerson(ctx, u.TenantID, u.PersonID); err != nil {
 			return err
 		}
+		if u.IdempotencyKey != "" {
+			// Under the person's lock: of two creations with one key, the
+			// second sees the first's row (the unique index is the backstop).
+			prev, err := scanIntakeUpload(tx.queryRow(ctx, `SELECT `+intakeUploadColumns+` FROM uploads
+				WHERE tenant_id = $1 AND person_id = $2 AND idempotency_key = $3`, u.TenantID, u.PersonID, u.IdempotencyKey))
+			if err == nil {
+				return &intake.IdempotencyKeyTaken{Upload: prev}
+			}
+			if !errors.Is(err, sql.ErrNoRows) {
+				return fmt.Errorf("upload by idempotency key: %w", err)
+			}
+		}
 		if err := tx.checkQuota(ctx, u, q, q.Exclude); err != nil {
 			return err
 		}
 		_, err := tx.exec(ctx, `INSERT INTO uploads (id, tenant_id, person_id, kind, status, length, upload_offset, metadata, filename,
 			declared_type, detected_type, concat, blob_key, multipart_id, parts, staging, staging_seq, hash_state,
-			sha256, scan_status, scan_signature, lock_owner, lock_until, created_at, updated_at, completed_at, expires_at)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27)`,
+			sha256, scan_status, scan_signature, lock_owner, lock_until, created_at, updated_at, completed_at, expires_at,
+			idempotency_key, idempotency_digest)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29)`,
 			u.ID, u.TenantID, u.PersonID, string(u.Kind), string(u.Status), u.Length, u.Offset, u.Metadata, u.Filename,
 			u.DeclaredType, u.DetectedType, jsonList(u.Concat), u.BlobKey, u.MultipartID, jsonList(u.Parts), jsonList(u.Staging),
 			u.StagingSeq, base64.StdEncoding.EncodeToString(u.HashState), u.SHA256, string(u.ScanStatus), u.ScanSignature,
-			nullString(u.LockOwner), micros(u.LockUntil), micros(u.CreatedAt), micros(u.UpdatedAt), micros(u.CompletedAt), micros(u.ExpiresAt))
+			nullString(u.LockOwner), micros(u.LockUntil), micros(u.CreatedAt), micros(u.UpdatedAt), micros(u.CompletedAt), micros(u.ExpiresAt),
+			u.IdempotencyKey, u.IdempotencyDigest)
 		if err != nil {
 			return fmt.Errorf("insert upload: %w", err)
 		}
@@ -406,4 +422,26 @@ func (t *Tx) MarkUploadsFinal(ctx context.Context, tenantID, personID string, up
 		out = append(out, u)
 	}
 	return out, nil
+}
+
+// UploadByIdempotencyKey implements intake.UploadStore.
+func (s *Store) UploadByIdempotencyKey(ctx context.Context, tenantID, personID, key string) (intake.Upload, error) {
+	u, err := scanIntakeUpload(s.db.QueryRowContext(ctx, s.rebind(`SELECT `+intakeUploadColumns+` FROM uploads
+		WHERE tenant_id = $1 AND person_id = $2 AND idempotency_key = $3`), tenantID, personID, key))
+	if errors.Is(err, sql.ErrNoRows) || key == "" {
+		return intake.Upload{}, intake.ErrUploadNotFound
+	}
+	if err != nil {
+		return u, fmt.Errorf("upload by idempotency key: %w", err)
+	}
+	return u, nil
+}
+
+// ReleaseIdempotencyKey implements intake.UploadStore.
+func (s *Store) ReleaseIdempotencyKey(ctx context.Context, id, key string) error {
+	if _, err := s.db.ExecContext(ctx, s.rebind(`UPDATE uploads SET idempotency_key = '', idempotency_digest = ''
+		WHERE id = $1 AND idempotency_key = $2`), id, key); err != nil {
+		return fmt.Errorf("release idempotency key of upload %s: %w", id, err)
+	}
+	return nil
 }
