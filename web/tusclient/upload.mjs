@@ -7,6 +7,8 @@
 //   TUS_CHUNK      chunk size in bytes
 //   TUS_PARALLEL   parallelUploads (1: one upload, more: concatenation)
 //   TUS_STORAGE    JSON file where tus-js-client keeps upload URLs for resuming
+//   TUS_IDEMPOTENCY_KEY  sent as Idempotency-Key with the creation (POST),
+//                  as the upload page does; empty: no key
 //   TUS_PHASE      "start": abort once TUS_ABORT_AT bytes are confirmed;
 //                  "resume": find the stored upload and finish it;
 //                  "full": upload everything, retrying through server restarts
@@ -35,6 +37,9 @@ const options = {
   // Long enough to outlast a server restart and the lease of a killed one.
   retryDelays: [0, 500, 1000, 2000, 3000, 5000, 5000, 5000, 5000, 5000, 5000, 5000, 5000],
   onBeforeRequest(req) {
+    if (req.getMethod() === 'POST' && env.TUS_IDEMPOTENCY_KEY) {
+      req.setHeader('Idempotency-Key', `"${env.TUS_IDEMPOTENCY_KEY}"`);
+    }
     if (req.getMethod() === 'PATCH') {
       patches++;
       const url = req.getURL();

@@ -5,6 +5,12 @@
  *   dropped connection, pause and resume per file, a <progress> with text.
  * - A file that was interrupted earlier resumes when it is chosen again
  *   (the client remembers the upload address in localStorage).
+ * - Every upload creation (tus POST) carries an Idempotency-Key: random,
+ *   made once per file and kept in localStorage next to tus-js-client's
+ *   resume fingerprint. When the answer to the POST is lost, the client's
+ *   retry (or a later selection of the same file) sends the same key and
+ *   the server answers with the upload it already made instead of a
+ *   second, empty one.
  * - The form fields are saved on every change (PUT /api/draft with the
  *   session's CSRF token); the server's German messages appear at the
  *   fields.
@@ -110,6 +116,33 @@
   };
   Row.prototype.clearButtons = function () { this.actions.textContent = ''; };
 
+  /* Idempotency keys, stored per resume fingerprint. localStorage may be
+   * unavailable (private mode): the key then lives as long as the page,
+   * which still covers the client's automatic retries. */
+  var KEY_PREFIX = 'postbox-idempotency::';
+
+  function newKey() {
+    var b = new Uint8Array(16);
+    window.crypto.getRandomValues(b);
+    return Array.prototype.map.call(b, function (x) { return ('0' + x.toString(16)).slice(-2); }).join('');
+  }
+
+  function loadKey(name) {
+    try {
+      var k = window.localStorage.getItem(name);
+      if (k && /^[0-9a-f]{32}$/.test(k)) { return k; }
+      k = newKey();
+      window.localStorage.setItem(name, k);
+      return k;
+    } catch (e) {
+      return newKey();
+    }
+  }
+
+  function dropKey(name) {
+    try { window.localStorage.removeItem(name); } catch (e) { /* nothing stored */ }
+  }
+
   function uploadIdOf(url) {
     return url ? url.replace(/\/+$/, '').split('/').pop() : '';
   }
@@ -142,6 +175,8 @@
     }
     var row;
     var paused = false;
+    var keyName = null;
+    var key = newKey();
     var upload = new window.tus.Upload(file, {
       endpoint: endpoint,
       chunkSize: CHUNK,
@@ -149,6 +184,10 @@
       removeFingerprintOnSuccess: true,
       metadata: { filename: file.name, filetype: file.type || 'application/octet-stream' },
       headers: { 'X-CSRF-Token': csrf },
+      onBeforeRequest: function (req) {
+        // Only the creation: a repeated POST must name the same upload.
+        if (req.getMethod() === 'POST') { req.setHeader('Idempotency-Key', '"' + key + '"'); }
+      },
       onProgress: function (sent, total) { row.progress(sent, total); },
       onShouldRetry: function (err) {
         var res = err.originalResponse;
@@ -161,6 +200,12 @@
       },
       onError: function (err) {
         setBusy(-1);
+        var res = err && err.originalResponse;
+        if (res && res.getStatus() === 422) {
+          // The key names another file's upload: the next try gets a new one.
+          if (keyName) { dropKey(keyName); }
+          key = keyName ? loadKey(keyName) : newKey();
+        }
         row.state('Nicht hochgeladen: ' + problemText(err), true);
         row.clearButtons();
         row.button('Erneut versuchen', function () {
@@ -173,6 +218,7 @@
       },
       onSuccess: function () {
         setBusy(-1);
+        if (keyName) { dropKey(keyName); }
         row.bar.value = 100;
         row.bar.textContent = '100 %';
         row.state('Fertig hochgeladen (' + size(file.size) + ')');
@@ -204,6 +250,7 @@
       }, true);
       row.button('Abbrechen und entfernen', function () {
         upload.abort(true).then(function () {
+          if (keyName) { dropKey(keyName); }
           if (row.li.parentNode) { row.li.parentNode.removeChild(row.li); }
           if (!paused) { setBusy(-1); }
           announce('Hochladen von „' + file.name + '“ abgebrochen.');
@@ -214,7 +261,14 @@
       }, true);
     }
 
-    upload.findPreviousUploads().then(function (previous) {
+    Promise.resolve(upload.options.fingerprint(file, upload.options)).then(function (fp) {
+      if (fp) {
+        keyName = KEY_PREFIX + fp;
+        key = loadKey(keyName);
+      }
+    }, function () { /* no fingerprint: the page-lived key stays */ }).then(function () {
+      return upload.findPreviousUploads();
+    }).then(function (previous) {
       var existing = null;
       if (previous.length > 0) {
         upload.resumeFromPreviousUpload(previous[0]);
