@@ -136,9 +136,7 @@ async function journey(bin, label, env) {
     });
     await page.getByLabel('Dateien auswählen').setInputFiles(extra);
     const row = page.locator('#uploads li.upload').filter({ hasText: 'Zwischenstand.pdf' });
-    // Pause while data flows (a pause during the creation request would
-    // leave an upload the client never learnt about: tus creation is not
-    // idempotent).
+    // Pause while data flows (a lost creation answer is tried below).
     await patchStarted;
     await row.getByRole('button', { name: 'Anhalten' }).click();
     await row.locator('.upload__state').filter({ hasText: 'Angehalten' }).waitFor();
@@ -153,12 +151,27 @@ async function journey(bin, label, env) {
     // Screen readers hear it (the polite live region).
     await page.waitForFunction(() => /entfernt/.test(document.getElementById('upload-ansage').textContent));
 
-    // Two files; the connection of one upload request is cut midway.
+    // Two files; the connection of one upload request is cut midway, and
+    // the answer to one creation is lost after the server made the upload:
+    // the page's Idempotency-Key makes the retried POST get that upload,
+    // not a second, empty one (which would block the submission below).
     const files = [lib.pdfFile(dir, 'Arbeitsunfähigkeitsbescheinigung.pdf', 6 * 1024 * 1024 + 12345, 1), lib.pdfFile(dir, 'Befund <Labor>.pdf', 300 * 1024, 2)];
     const patches = [];
+    const keys = [];
     let cut = 0;
+    let lostCreation = 0;
     await page.route('**/api/uploads/**', async (route) => {
       const req = route.request();
+      if (req.method() === 'POST') {
+        keys.push(req.headers()['idempotency-key']);
+        if (lostCreation === 0) {
+          lostCreation++;
+          const res = await route.fetch();
+          assert.equal(res.status(), 201, 'the server made the upload whose answer is lost');
+          log('dropping the answer to a creation');
+          return route.abort('connectionreset');
+        }
+      }
       if (req.method() === 'PATCH') {
         const offset = Number(req.headers()['upload-offset']);
         patches.push(offset);
@@ -174,6 +187,10 @@ async function journey(bin, label, env) {
     await page.getByLabel('Dateien auswählen').setInputFiles(files);
     await page.locator('#uploads li.upload[data-state="complete"]').nth(1).waitFor({ timeout: 60000 });
     assert.equal(cut, 1, 'one upload request was cut off');
+    assert.equal(lostCreation, 1, 'one creation answer was lost');
+    assert.equal(keys.length, 3, `two creations and one retry: ${keys}`);
+    assert.ok(keys.every((k) => /^"[0-9a-f]{32}"$/.test(k || '')), `every creation carries an Idempotency-Key: ${keys}`);
+    assert.equal(new Set(keys).size, 2, `the retry repeats its file's key, the other file has its own: ${keys}`);
     const cutAt = patches.find((o) => o > 0);
     assert.ok(patches.filter((o) => o === cutAt).length >= 2, `the cut PATCH was sent again from the server's offset ${cutAt}: ${patches}`);
     await page.unroute('**/api/uploads/**');
