@@ -66,8 +66,12 @@ func (o *memOutbox) MarkEventsShipped(_ context.Context, ids []string) error {
 	return nil
 }
 
-func (o *memOutbox) MarkBatchShipped(ctx context.Context, batch []Event) error {
-	return o.MarkEventsShipped(ctx, ids(batch))
+func (o *memOutbox) MarkBatchShipped(ctx context.Context, batch []Cursor) error {
+	ids := make([]string, len(batch))
+	for i, c := range batch {
+		ids[i] = c.ID
+	}
+	return o.MarkEventsShipped(ctx, ids)
 }
 
 func (o *memOutbox) left() int {

@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"runtime"
+	"runtime/metrics"
 	"sync/atomic"
 	"time"
 
@@ -42,6 +44,27 @@ type IngestResult struct {
 	Tenant             string        // the generated tenant id
 	// CPU time used while shipping, per process group (IngestConfig.CPU).
 	CPU map[string]time.Duration
+	// PeakHeap is the most heap memory in live and unswept objects seen
+	// while shipping (sampled every 20 ms; the whole process).
+	PeakHeap uint64
+}
+
+// heapPeak samples the process's heap objects until stop is closed.
+func heapPeak(stop <-chan struct{}, peak *atomic.Uint64) {
+	s := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
+	t := time.NewTicker(20 * time.Millisecond)
+	defer t.Stop()
+	for {
+		metrics.Read(s)
+		if v := s[0].Value.Uint64(); v > peak.Load() {
+			peak.Store(v)
+		}
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+		}
+	}
 }
 
 // MeasureIngest measures the sustained ingest rate from the PostgreSQL
@@ -91,6 +114,10 @@ func MeasureIngest(ctx context.Context, db *sqldb.Store, ch *Store, cfg IngestCo
 			return res, fmt.Errorf("measure ingest: cpu: %w", err)
 		}
 	}
+	runtime.GC() // the fill's garbage is not the shipper's
+	var peak atomic.Uint64
+	stopPeak, peakDone := make(chan struct{}), make(chan struct{})
+	go func() { defer close(peakDone); heapPeak(stopPeak, &peak) }()
 	runCtx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
 	t0 = time.Now()
@@ -121,6 +148,9 @@ func MeasureIngest(ctx context.Context, db *sqldb.Store, ch *Store, cfg IngestCo
 	}
 	cancel()
 	<-done
+	close(stopPeak)
+	<-peakDone
+	res.PeakHeap = peak.Load()
 	if err != nil {
 		return res, err
 	}
@@ -176,7 +206,7 @@ func (o *timedOutbox) PendingEventsAfter(ctx context.Context, after *audit.Curso
 	return o.Store.PendingEventsAfter(ctx, after, limit)
 }
 
-func (o *timedOutbox) MarkBatchShipped(ctx context.Context, batch []audit.Event) error {
+func (o *timedOutbox) MarkBatchShipped(ctx context.Context, batch []audit.Cursor) error {
 	t0 := time.Now()
 	defer func() { o.mark.Add(int64(time.Since(t0))) }()
 	return o.Store.MarkBatchShipped(ctx, batch)

@@ -57,7 +57,7 @@ func TestMarkBatchShippedKeepsLateEvents(t *testing.T) {
 	if err := db.MarkEventsShipped(ctx, []string{batch[0].ID, batch[49].ID}); err != nil { // another shipper was quicker
 		t.Fatal(err)
 	}
-	if err := db.MarkBatchShipped(ctx, batch); err != nil {
+	if err := db.MarkBatchShipped(ctx, cursors(batch)); err != nil {
 		t.Fatal(err)
 	}
 	left, err := db.PendingEvents(ctx, 1000)
@@ -81,12 +81,20 @@ func TestMarkBatchShippedKeepsLateEvents(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := db.MarkBatchShipped(ctx, next); err != nil {
+	if err := db.MarkBatchShipped(ctx, cursors(next)); err != nil {
 		t.Fatal(err)
 	}
 	if n, _, err := db.OutboxDepth(ctx); err != nil || n != 31 {
 		t.Errorf("outbox depth %d (%v), want 31", n, err)
 	}
+}
+
+func cursors(evs []audit.Event) []audit.Cursor {
+	out := make([]audit.Cursor, len(evs))
+	for i, e := range evs {
+		out[i] = e.Cursor()
+	}
+	return out
 }
 
 // BenchmarkShipOutboxToClickHouse ships a backlog of 1M events (or
@@ -110,10 +118,10 @@ func BenchmarkShipOutboxToClickHouse(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		b.Logf("batch %d: %d events in %v: %.0f/s (read %v, append %v, mark %v; fill %v); CPU s: go %.1f, postgres %.1f, clickhouse %.1f",
+		b.Logf("batch %d: %d events in %v: %.0f/s (read %v, append %v, mark %v; fill %v); CPU s: go %.1f, postgres %.1f, clickhouse %.1f; peak heap %d MiB",
 			res.Batch, res.Events, res.Elapsed.Round(time.Millisecond), res.PerSecond, res.Read.Round(time.Millisecond),
 			res.Append.Round(time.Millisecond), res.Mark.Round(time.Millisecond), res.Fill.Round(time.Millisecond),
-			res.CPU["go"].Seconds(), res.CPU["postgres"].Seconds(), res.CPU["clickhouse"].Seconds())
+			res.CPU["go"].Seconds(), res.CPU["postgres"].Seconds(), res.CPU["clickhouse"].Seconds(), res.PeakHeap>>20)
 		sum.Events += res.Events
 		sum.Elapsed += res.Elapsed
 		sum.Read, sum.Append, sum.Mark = sum.Read+res.Read, sum.Append+res.Append, sum.Mark+res.Mark

@@ -108,7 +108,7 @@ func (s *Store) pendingEventsPgx(ctx context.Context, q string, args []any, limi
 
 // markRangePgx is markRange on the pgx connection: the returned ids are
 // looked up as bytes, not made into strings first.
-func (s *Store) markRangePgx(ctx context.Context, batch []audit.Event, in map[string]struct{}) (marked, ok bool, err error) {
+func (s *Store) markRangePgx(ctx context.Context, batch []audit.Cursor, in map[string]struct{}) (marked, ok bool, err error) {
 	lo, hi := batch[0], batch[len(batch)-1]
 	ok, err = s.withPgx(ctx, func(c *pgx.Conn) error {
 		tx, err := c.Begin(ctx)

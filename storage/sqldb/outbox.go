@@ -193,19 +193,19 @@ func (s *Store) MarkEventsShipped(ctx context.Context, ids []string) error {
 // cached generic plan, 10,000 primary key probes (21 ms); the range takes
 // 1-6 ms. The ends come from the database's own ORDER BY, so its collation
 // decides the range, not Go's string order.
-func (s *Store) MarkBatchShipped(ctx context.Context, batch []audit.Event) error {
+func (s *Store) MarkBatchShipped(ctx context.Context, batch []audit.Cursor) error {
 	if len(batch) == 0 {
 		return nil
 	}
 	if s.dialect != Postgres {
-		return s.MarkEventsShipped(ctx, eventIDs(batch))
+		return s.MarkEventsShipped(ctx, cursorIDs(batch))
 	}
 	ok, err := s.markRange(ctx, batch)
 	if err != nil {
 		return fmt.Errorf("mark events shipped: %w", err)
 	}
 	if !ok {
-		return s.MarkEventsShipped(ctx, eventIDs(batch))
+		return s.MarkEventsShipped(ctx, cursorIDs(batch))
 	}
 	return nil
 }
@@ -214,7 +214,7 @@ const markRangeSQL = `DELETE FROM audit_ship_queue WHERE (ts, id) >= ($1, $2) AN
 
 // markRange deletes the queue entries in the batch's range and commits
 // only if every one deleted belongs to the batch.
-func (s *Store) markRange(ctx context.Context, batch []audit.Event) (bool, error) {
+func (s *Store) markRange(ctx context.Context, batch []audit.Cursor) (bool, error) {
 	in := make(map[string]struct{}, len(batch))
 	for _, e := range batch {
 		in[e.ID] = struct{}{}
@@ -252,10 +252,10 @@ func (s *Store) markRange(ctx context.Context, batch []audit.Event) (bool, error
 	return true, tx.Commit()
 }
 
-func eventIDs(evs []audit.Event) []string {
-	out := make([]string, len(evs))
-	for i, e := range evs {
-		out[i] = e.ID
+func cursorIDs(cs []audit.Cursor) []string {
+	out := make([]string, len(cs))
+	for i, c := range cs {
+		out[i] = c.ID
 	}
 	return out
 }
