@@ -241,6 +241,15 @@ func checkSubmittable(uploads []DraftFile, set kasse.Settings) error {
 		total int64
 		n     int
 	)
+	// A copy that never got a byte next to a complete file of the same
+	// name and size is the leftover of a creation whose answer was lost
+	// (clients without Idempotency-Key): it is named as such, not dropped.
+	complete := map[string]bool{}
+	for _, u := range uploads {
+		if u.State == FileComplete {
+			complete[u.FileName+"\x00"+strconv.FormatInt(u.Size, 10)] = true
+		}
+	}
 	for _, u := range uploads {
 		name := u.FileName
 		if name == "" {
@@ -253,6 +262,11 @@ func checkSubmittable(uploads []DraftFile, set kasse.Settings) error {
 		case FileInfected:
 			// Deleted by the scan; the draft page shows it, it is not sent.
 		case FileUploading:
+			if u.Offset == 0 && complete[u.FileName+"\x00"+strconv.FormatInt(u.Size, 10)] {
+				return &SubmitError{Reason: SubmitNotReady, Detail: fmt.Sprintf("Die Datei „%s“ steht zweimal in der Liste: "+
+					"einmal vollständig hochgeladen und einmal „Unterbrochen bei 0 Bytes“. "+
+					"Bitte entfernen Sie den unterbrochenen Eintrag und senden Sie dann ab.", name)}
+			}
 			pct := 0
 			if u.Size > 0 {
 				pct = int(u.Offset * 100 / u.Size)
