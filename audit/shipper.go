@@ -50,8 +50,8 @@ type Shipper struct {
 // DefaultShipBatch is the shipper's default batch. ClickHouse pays per
 // INSERT and per part its merges rewrite. Measured over a 1M backlog
 // PostgreSQL → ClickHouse on the shared 2-core machine (BENCHMARKS.md):
-// ClickHouse's CPU per 1M events was ≈ 6 s with batches of 10,000, 3-4 s
-// with 20,000 and ≈ 3 s with 30,000; at load 9-10 the rate rose from 78k
+// ClickHouse's CPU per 1M events was 4.4-6.6 s with batches of 10,000,
+// 3.6-3.9 s with 20,000 and 2.6-3.6 s with 30,000; at load 9-10 the rate rose from 78k
 // (10,000) to 102-104k events/s (30,000), at load 3 from 117-146k to
 // 145-214k. The price is memory while a backlog drains: the pipeline holds
 // two batches of events (one being appended, one read ahead), the peak
