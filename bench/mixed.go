@@ -38,13 +38,14 @@ type mixedPlan struct {
 	accountsPerLoginUser                int
 	duration                            time.Duration
 	uploadSize                          int64
+	think                               float64 // scales every pause
 }
 
 func (r *run) mixedPlan() mixedPlan {
 	if r.opts.Quick {
-		return mixedPlan{pinUsers: 6, postfachUsers: 6, loginUsers: 4, accountsPerLoginUser: 3, duration: 3 * time.Second, uploadSize: 64 * kib}
+		return mixedPlan{pinUsers: 6, postfachUsers: 6, loginUsers: 4, accountsPerLoginUser: 6, duration: 6 * time.Second, uploadSize: 64 * kib, think: 0.2}
 	}
-	return mixedPlan{pinUsers: 80, postfachUsers: 80, loginUsers: 40, accountsPerLoginUser: 6, duration: 60 * time.Second, uploadSize: 256 * kib}
+	return mixedPlan{pinUsers: 80, postfachUsers: 80, loginUsers: 40, accountsPerLoginUser: 8, duration: 60 * time.Second, uploadSize: 256 * kib, think: 1}
 }
 
 func (p mixedPlan) users() int { return p.pinUsers + p.postfachUsers + p.loginUsers }
@@ -90,6 +91,9 @@ type vuser struct {
 	rec   *recorder
 	csrf  string
 	rng   *rand.Rand
+	// thinkScale shortens the pauses of a quick run, so every route is
+	// used within its few seconds.
+	thinkScale float64
 }
 
 func newVUser(ip net.IP, bases []string, next *atomic.Uint64, rec *recorder, seed uint64) *vuser {
@@ -155,7 +159,7 @@ func (u *vuser) postJSON(ctx context.Context, route, path string, v any, want in
 
 // think pauses 0.5–1.5 s (scaled), as a person reading does.
 func (u *vuser) think(ctx context.Context, scale float64) {
-	d := time.Duration((0.5 + u.rng.Float64()) * scale * float64(time.Second))
+	d := time.Duration((0.5 + u.rng.Float64()) * scale * u.thinkScale * float64(time.Second))
 	select {
 	case <-ctx.Done():
 	case <-time.After(d):
@@ -350,6 +354,7 @@ func (r *run) mixedOnce(ctx context.Context, instances int, plan mixedPlan, ipBl
 	users := make([]*vuser, plan.users())
 	for i := range users {
 		users[i] = newVUser(ip(i), bases, &rr, rec, uint64(i))
+		users[i].thinkScale = plan.think
 	}
 	rec.start = time.Now().Add(time.Hour) // nothing is recorded yet
 	rec.end = rec.start
@@ -426,7 +431,7 @@ func (r *run) mixedOnce(ctx context.Context, instances int, plan mixedPlan, ipBl
 					if err := u.login(reqCtx, sms, w.kasse.ID, a.username, a.mobile); err == nil {
 						u.postJSON(reqCtx, "POST /api/auth/logout", "/api/auth/logout", nil, 200, nil)
 					}
-					u.think(wctx, 3)
+					u.think(wctx, 3.5) // ≈ 17 logins a minute: under the per-address limit of 30 in 15 minutes
 				}
 			}
 		}()
@@ -500,7 +505,7 @@ func stepMixed(ctx context.Context, r *run) error {
 	}
 	r.rep.note("Mixed load: %d simulated people per configuration (%d with an Einmal-PIN uploading %s files with create + one PATCH, "+
 		"%d insured reading their Postfach list and thread and replying every second round, %d logging in with password + mTAN and out again, "+
-		"rotating over %d accounts each so the per-account limits hold), think time 0.5–1.5 s (uploads 1–3 s, logins 1.5–4.5 s), each from its "+
+		"rotating over %d accounts each so the per-account limits hold), think time 0.5–1.5 s (uploads 1–3 s, logins 1.75–5.25 s), each from its "+
 		"own loopback address (127.x.y.z) so the per-address limits see %d people. Warm-up sign-ins are not measured. The window is %v; p50/p99 "+
 		"and requests/s are min/median/max over its three thirds, errors are the whole window. The three instances share one PostgreSQL, MinIO "+
 		"bucket, ClickHouse database and secret key; every request goes to the next instance (round-robin). The load generator runs on the same 2 cores.",
