@@ -98,13 +98,27 @@ func (s *Shipper) ShipOnce(ctx context.Context) (int, error) {
 	if err := s.Store.Append(ctx, events); err != nil {
 		return 0, fmt.Errorf("append %d events: %w", len(events), err)
 	}
-	if err := s.Outbox.MarkEventsShipped(ctx, ids(events)); err != nil {
+	// PendingEvents reads in the queue's order, so a CursorOutbox can mark
+	// the batch by its range (see CursorOutbox.MarkBatchShipped).
+	mark := func() error { return s.Outbox.MarkEventsShipped(ctx, ids(events)) }
+	if co, ok := s.Outbox.(CursorOutbox); ok {
+		mark = func() error { return co.MarkBatchShipped(ctx, cursors(events)) }
+	}
+	if err := mark(); err != nil {
 		return 0, fmt.Errorf("mark %d events shipped: %w", len(events), err)
 	}
 	if s.Shipped != nil {
 		s.Shipped(len(events))
 	}
 	return len(events), nil
+}
+
+func cursors(events []Event) []Cursor {
+	out := make([]Cursor, len(events))
+	for i, e := range events {
+		out[i] = e.Cursor()
+	}
+	return out
 }
 
 func ids(events []Event) []string {

@@ -14,10 +14,11 @@ import (
 
 // memOutbox is a queue ordered by (Time, ID), like the SQL outbox.
 type memOutbox struct {
-	mu      sync.Mutex
-	queued  map[string]Event
-	reads   int
-	readErr error
+	mu         sync.Mutex
+	batchMarks int // MarkBatchShipped calls
+	queued     map[string]Event
+	reads      int
+	readErr    error
 }
 
 func (o *memOutbox) add(evs ...Event) {
@@ -67,6 +68,9 @@ func (o *memOutbox) MarkEventsShipped(_ context.Context, ids []string) error {
 }
 
 func (o *memOutbox) MarkBatchShipped(ctx context.Context, batch []Cursor) error {
+	o.mu.Lock()
+	o.batchMarks++
+	o.mu.Unlock()
 	ids := make([]string, len(batch))
 	for i, c := range batch {
 		ids[i] = c.ID
@@ -208,5 +212,24 @@ func TestShipperSequentialWithoutCursor(t *testing.T) {
 	sh.Run(ctx)
 	if len(st.got) != 25 || st.appends != 3 {
 		t.Errorf("got %d events in %d appends", len(st.got), st.appends)
+	}
+}
+
+// TestShipOnceMarksByBatch: ShipOnce (postbox audit verify ships what is
+// pending with it) marks a CursorOutbox's batch as one range, batch by
+// batch, until nothing is left.
+func TestShipOnceMarksByBatch(t *testing.T) {
+	ob := &memOutbox{queued: map[string]Event{}}
+	st := &flakyStore{got: map[string]int{}}
+	ob.add(events(0, 5, time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))...)
+	sh := &Shipper{Outbox: ob, Store: st, Batch: 3}
+	for _, want := range []int{3, 2, 0} {
+		n, err := sh.ShipOnce(context.Background())
+		if err != nil || n != want {
+			t.Fatalf("ShipOnce shipped %d (%v), want %d", n, err, want)
+		}
+	}
+	if ob.left() != 0 || ob.batchMarks != 2 || len(st.got) != 5 {
+		t.Errorf("%d left, %d batch marks, %d events stored; want 0, 2, 5", ob.left(), ob.batchMarks, len(st.got))
 	}
 }
