@@ -47,6 +47,9 @@ type Options struct {
 	// line and headers (slowloris); BodyTimeout how long then for the
 	// body. 0: DefaultHeaderTimeout, DefaultBodyTimeout.
 	HeaderTimeout, BodyTimeout time.Duration
+	// RequestTimeout bounds the handler of a request without a streamed
+	// body; 0: DefaultRequestTimeout. See requestDeadline.
+	RequestTimeout time.Duration
 }
 
 // Server is the HTTP side of postbox.
@@ -76,6 +79,9 @@ func New(opts Options) *Server {
 	if opts.BodyTimeout <= 0 {
 		opts.BodyTimeout = DefaultBodyTimeout
 	}
+	if opts.RequestTimeout <= 0 {
+		opts.RequestTimeout = DefaultRequestTimeout
+	}
 	s := &Server{opts: opts, metrics: newHTTPMetrics(opts.Registry)}
 	s.app = fiber.New(fiber.Config{
 		AppName:               "postbox",
@@ -97,7 +103,7 @@ func New(opts Options) *Server {
 		ProxyHeader: "",
 	})
 	s.app.Server().HeaderReceived = bodyDeadline(opts.BodyTimeout)
-	s.app.Use(s.requestID, s.accessLog, securityHeaders(opts.HSTS), s.recoverPanics(), refuseEncodedBodies, s.limitWholeBodies)
+	s.app.Use(s.requestID, s.accessLog, securityHeaders(opts.HSTS), s.recoverPanics(), refuseEncodedBodies, s.limitWholeBodies, s.requestDeadline)
 	s.app.Get("/healthz", s.healthz)
 	s.app.Get("/readyz", s.readyz)
 	s.app.Get("/metrics", s.metricsHandler())

@@ -33,6 +33,11 @@ func Open(ctx context.Context, dsn string) (*sqldb.Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("postgres dsn: %w", err)
 	}
+	if cfg.ConnectTimeout == 0 {
+		// A frozen server accepts the TCP connection but never answers the
+		// start-up; without a bound a new connection waits forever.
+		cfg.ConnectTimeout = 10 * time.Second
+	}
 	db := stdlib.OpenDB(*cfg)
 	db.SetMaxOpenConns(32)
 	db.SetMaxIdleConns(8)

@@ -64,7 +64,7 @@ func (s *Store) Migrate(ctx context.Context, migrations []Migration) (applied in
 	}
 	for _, m := range migrations {
 		did := false
-		err := s.InTx(ctx, func(tx *Tx) error {
+		err := s.InTx(longTx(ctx), func(tx *Tx) error {
 			if s.dialect == Postgres {
 				if _, err := tx.exec(ctx, `SELECT pg_advisory_xact_lock(72431)`); err != nil {
 					return err

@@ -103,8 +103,24 @@ func (t *Tx) queryRow(ctx context.Context, q string, args ...any) *sql.Row {
 // Now is the store's clock, so a whole transaction uses one notion of time.
 func (t *Tx) Now() time.Time { return t.s.now() }
 
+// TxTimeout bounds a transaction whose context has no deadline of its own
+// (an upload's, a worker's), so a database that hangs without refusing
+// (frozen host) ends in an error the caller can answer (503) or retry.
+// Migrations are exempt (longTx): building an index may take longer.
+const TxTimeout = time.Minute
+
+type longTxKey struct{}
+
+// longTx marks a context whose transactions InTx does not bound.
+func longTx(ctx context.Context) context.Context { return context.WithValue(ctx, longTxKey{}, true) }
+
 // InTx runs fn in a transaction and commits when fn returns nil.
 func (s *Store) InTx(ctx context.Context, fn func(tx *Tx) error) (err error) {
+	if _, ok := ctx.Deadline(); !ok && ctx.Value(longTxKey{}) == nil {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, TxTimeout)
+		defer cancel()
+	}
 	sqlTx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("begin transaction: %w", err)

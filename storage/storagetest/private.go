@@ -372,6 +372,51 @@ func (p *PrivatePostgres) Stop() {
 	}
 }
 
+// Pause freezes the server and all its backends with SIGSTOP, as a hung
+// database host does: connections are still accepted by the kernel, but
+// nothing answers and nothing is refused. Resume (SIGCONT) thaws them.
+func (p *PrivatePostgres) Pause() { p.t.Helper(); p.signal(syscall.SIGSTOP) }
+
+// Resume continues a paused server.
+func (p *PrivatePostgres) Resume() { p.t.Helper(); p.signal(syscall.SIGCONT) }
+
+// signal sends sig to the postmaster and every process it started.
+func (p *PrivatePostgres) signal(sig syscall.Signal) {
+	p.t.Helper()
+	raw, err := os.ReadFile(filepath.Join(p.dir, "data", "postmaster.pid"))
+	if err != nil {
+		p.t.Fatalf("postmaster.pid: %v", err)
+	}
+	master, err := strconv.Atoi(strings.TrimSpace(strings.SplitN(string(raw), "\n", 2)[0]))
+	if err != nil {
+		p.t.Fatalf("postmaster.pid: %v", err)
+	}
+	// The postmaster first: stopped, it starts no backend the scan misses.
+	if err := syscall.Kill(master, sig); err != nil {
+		p.t.Fatalf("signal %v to the postmaster: %v", sig, err)
+	}
+	var pids []int
+	procs, _ := os.ReadDir("/proc")
+	for _, e := range procs {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		stat, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		// pid (comm) state ppid ...: comm may hold spaces, so cut after ')'.
+		f := strings.Fields(string(stat[strings.LastIndexByte(string(stat), ')')+1:]))
+		if len(f) > 1 && f[1] == strconv.Itoa(master) {
+			pids = append(pids, pid)
+		}
+	}
+	for _, pid := range pids {
+		_ = syscall.Kill(pid, sig) // a backend may have ended meanwhile
+	}
+}
+
 // CreateDatabase makes a database for the application and returns its DSN.
 func (p *PrivatePostgres) CreateDatabase(name string) string {
 	p.t.Helper()
