@@ -1,10 +1,12 @@
 package web
 
 import (
+	"bufio"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"regexp"
@@ -57,6 +59,7 @@ func (s *Server) accessLog(c *fiber.Ctx) error {
 			s.opts.Logger.Error("error handler failed", "err", herr)
 		}
 	}
+	finishUnread(c)
 	route := c.Route().Path
 	status := c.Response().StatusCode()
 	d := time.Since(start)
@@ -129,17 +132,58 @@ func SendProblem(c *fiber.Ctx, status int, typ, title, detail string) error {
 		"application/problem+json")
 }
 
-// finishUnread lets the client read an early answer to a streamed body it
-// is still sending (an upload refused because the database is down before
-// any handler read it): without it the connection is reset under the
-// client, which then never sees the answer. See finishBody.
+// finishUnread lets the client read an answer given before its streamed
+// body was read (a 401/403/404/413/503 ... from a middleware or handler that
+// never looked at the body): unread bytes would otherwise be parsed as the
+// next request, and closing at once makes the kernel reset the connection
+// under a client still sending, which then never sees the answer. A small
+// rest is drained (the connection stays usable); a large one is closed the
+// lingering way (see finishBody). accessLog calls it once the answer is
+// final, so it covers every route in one place; a body read whole (forms,
+// JSON) or to its end leaves nothing to do, and tus finishes its own.
 func finishUnread(c *fiber.Ctx) {
+	fctx := c.Context()
 	cl := int64(c.Request().Header.ContentLength())
-	stream := c.Context().RequestBodyStream()
-	if cl == 0 || cl == -2 || stream == nil {
+	if cl == 0 || cl == -2 || fctx.Hijacked() {
 		return
 	}
-	finishBody(c, &countingReader{r: stream}, cl)
+	stream := fctx.RequestBodyStream()
+	if stream == nil {
+		return
+	}
+	// Drain a small rest, each read bounded: a client that waits for the
+	// answer before it sends more must not hold the connection long.
+	var n int64
+	buf := make([]byte, 32<<10)
+	for {
+		_ = fctx.Conn().SetReadDeadline(time.Now().Add(lingerIdle))
+		m, err := stream.Read(buf)
+		n += int64(m)
+		if err == io.EOF {
+			return // the body ended: all of it is read now
+		}
+		if err != nil {
+			fctx.Response.SetConnectionClose() // the client stalled or went away
+			return
+		}
+		if n > maxDrain || cl < 0 {
+			break
+		}
+	}
+	left := int64(maxLinger)
+	if cl > 0 {
+		left = cl - n
+	}
+	// A large rest, or one of unknown length (chunked): close lingering.
+	fctx.Response.SetConnectionClose()
+	fctx.HijackSetNoResponse(true)
+	fctx.Hijack(func(conn net.Conn) {
+		w := bufio.NewWriter(conn)
+		if err := fctx.Response.Write(w); err != nil || w.Flush() != nil {
+			return
+		}
+		linger(conn, left)
+	})
 }
 
 // RetryAfterUnavailable is the Retry-After (seconds) of a 503 answered while
@@ -165,18 +209,14 @@ func (s *Server) handleError(c *fiber.Ctx, err error) error {
 	// answer in time is a 503, not the client's slow connection.
 	if s.opts.Full != nil && s.opts.Full(err) {
 		s.opts.Logger.WarnContext(c.UserContext(), "request failed: storage full", "request_id", RequestID(c), "err", err)
-		perr := SendProblem(c, fiber.StatusInsufficientStorage, "speicher-voll", "Speicher voll",
+		return SendProblem(c, fiber.StatusInsufficientStorage, "speicher-voll", "Speicher voll",
 			"Der Speicher des Dienstes ist fast voll, deshalb kann Ihre Eingabe gerade nicht gespeichert werden. Bitte versuchen Sie es später erneut. Vorgangsnummer: "+RequestID(c)+".")
-		finishUnread(c)
-		return perr
 	}
 	if s.opts.Unavailable != nil && s.opts.Unavailable(err) {
 		s.opts.Logger.WarnContext(c.UserContext(), "request failed: dependency unavailable", "request_id", RequestID(c), "err", err)
 		c.Set(fiber.HeaderRetryAfter, RetryAfterUnavailable)
-		perr := SendProblem(c, fiber.StatusServiceUnavailable, "dienst-nicht-verfuegbar", "Dienst vorübergehend nicht verfügbar",
+		return SendProblem(c, fiber.StatusServiceUnavailable, "dienst-nicht-verfuegbar", "Dienst vorübergehend nicht verfügbar",
 			"Ein benötigter Dienst ist gerade nicht erreichbar. Es ist nichts verloren gegangen. Bitte versuchen Sie es in einigen Sekunden erneut. Vorgangsnummer: "+RequestID(c)+".")
-		finishUnread(c)
-		return perr
 	}
 	if ne := net.Error(nil); errors.As(err, &ne) && ne.Timeout() {
 		// The client's body stopped before BodyTimeout ran out.
