@@ -32,7 +32,7 @@ func mountAudit(srv *web.Server, a *app) *auditWiring {
 }
 
 // start runs the shipper and the daily retention until ctx ends.
-func (w *auditWiring) start(ctx context.Context, wg *sync.WaitGroup) {
+func (w *auditWiring) start(ctx context.Context, wg *sync.WaitGroup, jobs *periodic) {
 	wg.Add(2)
 	go func() {
 		defer wg.Done()
@@ -40,23 +40,13 @@ func (w *auditWiring) start(ctx context.Context, wg *sync.WaitGroup) {
 	}()
 	go func() {
 		defer wg.Done()
-		for {
-			// First run an hour after start, so a restart loop does not
-			// hammer the event store; then daily.
-			select {
-			case <-ctx.Done():
-				return
-			case <-time.After(time.Hour):
-			}
+		// First run an hour after start, so a restart loop does not
+		// hammer the event store; then daily.
+		jobs.run(ctx, "audit-retention", time.Hour, 24*time.Hour, func(ctx context.Context) {
 			if _, err := runRetention(ctx, w.a, io.Discard, defaultOutboxKeep); err != nil && ctx.Err() == nil {
 				w.a.log.Warn("audit retention failed; next try in a day", "err", err)
 			}
-			select {
-			case <-ctx.Done():
-				return
-			case <-time.After(23 * time.Hour):
-			}
-		}
+		})
 	}()
 }
 

@@ -40,21 +40,14 @@ func newAuthService(a *app) (*auth.Service, error) {
 
 // runAuthCleanup deletes expired registrations, sessions and rate limit
 // windows every 10 minutes until ctx ends.
-func runAuthCleanup(ctx context.Context, a *app) {
-	t := time.NewTicker(10 * time.Minute)
-	defer t.Stop()
-	for {
+func runAuthCleanup(ctx context.Context, jobs *periodic, a *app) {
+	jobs.run(ctx, "auth-cleanup", 0, 10*time.Minute, func(ctx context.Context) {
 		if n, err := a.auth.Cleanup(ctx); err != nil && ctx.Err() == nil {
 			a.log.Warn("auth cleanup failed", "err", err)
 		} else if n > 0 {
 			a.log.Info("expired registrations deleted", "count", n)
 		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-	}
+	})
 }
 
 // demoMobile is the demo insured person's mTAN number; the SMS are files in

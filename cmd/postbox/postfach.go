@@ -59,7 +59,7 @@ func mountPostfach(srv *web.Server, a *app) *postfach {
 }
 
 // start runs the notifier worker and the daily retention until ctx ends.
-func (p *postfach) start(ctx context.Context, wg *sync.WaitGroup) {
+func (p *postfach) start(ctx context.Context, wg *sync.WaitGroup, jobs *periodic) {
 	wg.Add(2)
 	go func() {
 		defer wg.Done()
@@ -67,6 +67,14 @@ func (p *postfach) start(ctx context.Context, wg *sync.WaitGroup) {
 	}()
 	go func() {
 		defer wg.Done()
-		p.svc.RunRetentionDaily(ctx, 24*time.Hour)
+		jobs.run(ctx, "postfach-retention", 0, 24*time.Hour, func(ctx context.Context) {
+			rep, err := p.svc.RunRetention(ctx)
+			if err != nil && ctx.Err() == nil {
+				jobs.log.Error("postfach retention failed; next run retries", "err", err)
+			} else if err == nil {
+				jobs.log.Info("postfach retention done", "messages", rep.Messages, "attachments", rep.Attachments,
+					"threads", rep.Threads, "uploads", rep.Uploads, "blobs", rep.Blobs, "mail_jobs", rep.MailJobs)
+			}
+		})
 	}()
 }

@@ -71,12 +71,13 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 
 	workCtx, stopWork := context.WithCancel(context.Background())
 	var workers sync.WaitGroup
-	aw.start(workCtx, &workers) // event shipper and audit retention
+	jobs := newPeriodic(a.db, ln.Addr().String(), log) // each periodic job on one replica at a time
+	aw.start(workCtx, &workers, jobs)                  // event shipper and audit retention
 	workers.Add(1)
-	go func() { defer workers.Done(); runUploadMaintenance(workCtx, uploads, log) }()
+	go func() { defer workers.Done(); runUploadMaintenance(workCtx, jobs, uploads, log) }()
 	workers.Add(1)
-	go func() { defer workers.Done(); runAuthCleanup(workCtx, a) }()
-	pf.start(workCtx, &workers)
+	go func() { defer workers.Done(); runAuthCleanup(workCtx, jobs, a) }()
+	pf.start(workCtx, &workers, jobs)
 
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()

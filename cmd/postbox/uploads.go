@@ -11,7 +11,8 @@ import (
 
 // uploadMaintenanceInterval is how often expired uploads are removed and
 // stalled ones (a replica died while assembling, the scanner was down)
-// are finished. Every replica runs it; the upload leases keep them apart.
+// are finished. One replica at a time runs it (periodic); the upload
+// leases keep it apart from the requests.
 const uploadMaintenanceInterval = time.Minute
 
 // mountUploads serves the tus endpoint behind the PIN session middleware
@@ -41,22 +42,15 @@ func (a *app) scanner() intake.Scanner {
 }
 
 // runUploadMaintenance calls the upload engine's periodic work until ctx ends.
-func runUploadMaintenance(ctx context.Context, h *intake.TusHandler, log *slog.Logger) {
-	t := time.NewTicker(uploadMaintenanceInterval)
-	defer t.Stop()
-	for {
+func runUploadMaintenance(ctx context.Context, jobs *periodic, h *intake.TusHandler, log *slog.Logger) {
+	jobs.run(ctx, "upload-maintenance", 0, uploadMaintenanceInterval, func(ctx context.Context) {
 		rctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
+		defer cancel()
 		if _, err := h.RecoverStalled(rctx); err != nil && ctx.Err() == nil {
 			log.Warn("upload maintenance: recover stalled uploads", "err", err)
 		}
 		if _, err := h.CleanupExpired(rctx); err != nil && ctx.Err() == nil {
 			log.Warn("upload maintenance: remove expired uploads", "err", err)
 		}
-		cancel()
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-	}
+	})
 }

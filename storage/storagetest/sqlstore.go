@@ -284,6 +284,7 @@ func TestSQLStore(t *testing.T, newStore func(t *testing.T) (*sqldb.Store, []sql
 	t.Run("mailbox", func(t *testing.T) { testMailbox(t, newStore) })
 	t.Run("uploads", func(t *testing.T) { testUploads(t, newStore) })
 	t.Run("auth", func(t *testing.T) { testAuth(t, newStore) })
+	t.Run("leases", func(t *testing.T) { testLeases(t, newStore) })
 }
 
 func pendingOf(t *testing.T, s *sqldb.Store, tenant string) []audit.Event {
