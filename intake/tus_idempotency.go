@@ -77,8 +77,9 @@ func creationDigest(r *TusRequest) string {
 
 // replay answers a creation whose key the person used before: the same
 // declaration gets the earlier upload, another one 422. An upload that is
-// gone (terminated, expired, …) gives its key up, so the client's new
-// upload after a failed resume can use it; replay then returns nil.
+// gone (terminated, expired, …) or submitted gives its key up, so the
+// client's new upload after a failed resume can use it; replay then
+// returns nil.
 func (h *TusHandler) replay(ctx context.Context, r *TusRequest, prev *Upload) (*TusResponse, error) {
 	if prev == nil {
 		p, err := h.cfg.Store.UploadByIdempotencyKey(ctx, r.Principal.TenantID, r.Principal.PersonID, r.idemKey)
@@ -95,7 +96,8 @@ func (h *TusHandler) replay(ctx context.Context, r *TusRequest, prev *Upload) (*
 	if prev.TenantID != r.Principal.TenantID || prev.PersonID != r.Principal.PersonID {
 		return nil, errors.New("upload by idempotency key of another owner")
 	}
-	if h.usable(prev) != nil {
+	// A submitted upload belongs to its Vorgang, not to a new draft.
+	if h.usable(prev) != nil || prev.Status == StatusFinal {
 		if err := h.cfg.Store.ReleaseIdempotencyKey(ctx, prev.ID, r.idemKey); err != nil {
 			return nil, err
 		}

@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"postbox/intake"
+	"postbox/storage/sqldb"
 )
 
 func TestTusIdempotencyEmbedded(t *testing.T) {
@@ -196,6 +197,28 @@ func runTusIdempotencyCases(t *testing.T, factory tusBackendFactory) {
 		}
 		if again := f.createKeyed(f.erika.ID, key, 1000, "a.pdf"); idOf(t, again.Header.Get("Location")) != second {
 			t.Fatalf("the key now names %s, want the new upload %s", again.Header.Get("Location"), second)
+		}
+	})
+
+	t.Run("a submitted upload gives its key up: a new draft gets a new upload", func(t *testing.T) {
+		f := newTusFixture(t, factory)
+		data := doc("pdf", 3000, 5)
+		key := "reuse-after-submission-42"
+		first := idOf(t, f.createKeyed(f.erika.ID, key, int64(len(data)), "a.pdf").Header.Get("Location"))
+		f.send(f.erika.ID, first, data, 0, len(data))
+		err := f.db.InTx(context.Background(), func(tx *sqldb.Tx) error {
+			_, err := tx.MarkUploadsFinal(context.Background(), f.kasse.ID, f.erika.ID, []string{first})
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp := f.createKeyed(f.erika.ID, key, int64(len(data)), "a.pdf")
+		if resp.StatusCode != http.StatusCreated || idOf(t, resp.Header.Get("Location")) == first {
+			t.Fatalf("creation after submission: %d %q, want a new upload", resp.StatusCode, resp.Header.Get("Location"))
+		}
+		if u := f.row(first); u.Status != intake.StatusFinal {
+			t.Fatalf("the submitted upload changed: %s", u.Status)
 		}
 	})
 
