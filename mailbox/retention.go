@@ -166,25 +166,3 @@ func (s *Service) EmptyTrash(ctx context.Context) (int, error) {
 		}
 	}
 }
-
-// RunRetentionDaily runs retention now and then every interval until ctx
-// ends (serve calls it with 24 hours).
-func (s *Service) RunRetentionDaily(ctx context.Context, interval time.Duration) {
-	if interval <= 0 {
-		interval = 24 * time.Hour
-	}
-	for {
-		rep, err := s.RunRetention(ctx)
-		if err != nil && ctx.Err() == nil {
-			s.log().Error("postfach retention failed; next run retries", "err", err)
-		} else if err == nil {
-			s.log().Info("postfach retention done", "messages", rep.Messages, "attachments", rep.Attachments,
-				"threads", rep.Threads, "uploads", rep.Uploads, "blobs", rep.Blobs, "mail_jobs", rep.MailJobs)
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(interval):
-		}
-	}
-}
