@@ -64,8 +64,9 @@ func (rep *Report) SVG() string {
 		title += " — quick smoke run, not a measurement"
 	}
 	p(`<text x="%d" y="22" font-size="15" font-weight="bold">%s</text>`+"\n", left, html.EscapeString(title))
-	p(`<text x="%d" y="40" fill="#555">%s, %d cores, load before %s, %s</text>`+"\n", left,
-		html.EscapeString(rep.Machine.CPU), rep.Machine.Cores, html.EscapeString(loadString(rep.Machine.LoadBefore)), rep.Started.Format("2006-01-02 15:04 UTC"))
+	p(`<text x="%d" y="40" fill="#555">%s, %d cores, load average before %s, after %s, %s</text>`+"\n", left,
+		html.EscapeString(rep.Machine.CPU), rep.Machine.Cores, html.EscapeString(loadString(rep.Machine.LoadBefore)),
+		html.EscapeString(loadString(rep.LoadAfter)), rep.Started.Format("2006-01-02 15:04 UTC"))
 	for v := 0.0; v <= yMax+step/2; v += step {
 		p(`<line x1="%d" x2="%d" y1="%.1f" y2="%.1f" stroke="#ddd"/>`+"\n", left, w-right, y(v), y(v))
 		p(`<text x="%d" y="%.1f" text-anchor="end" fill="#333">%s</text>`+"\n", left-6, y(v)+4, num(v))
