@@ -15,6 +15,23 @@ type Outbox interface {
 	MarkEventsShipped(ctx context.Context, ids []string) error
 }
 
+// AppendStream is one append of several batches that the store
+// acknowledges at once (one ClickHouse INSERT): Add sends events and keeps
+// nothing of them, Commit reports whether every event added is stored.
+// After a failed Add or Commit, or instead of Commit, Abort; events added
+// to an aborted stream may or may not be stored.
+type AppendStream interface {
+	Add(ctx context.Context, events []Event) error
+	Commit(ctx context.Context) error
+	Abort()
+}
+
+// StreamStore is an event store that can append as a stream; with it the
+// pipelined shipper reads small batches and still inserts large ones.
+type StreamStore interface {
+	OpenAppend(ctx context.Context) (AppendStream, error)
+}
+
 // CursorOutbox can read its queue from a position, in the order of
 // PendingEvents ((Time, ID) of the events). With it, Run reads the next
 // batch while the previous one is appended and marked.
@@ -36,7 +53,8 @@ func (e Event) Cursor() Cursor { return Cursor{Time: e.Time, ID: e.ID} }
 type Shipper struct {
 	Outbox   Outbox
 	Store    EventStore
-	Batch    int           // events per read and Append (default DefaultShipBatch)
+	Batch    int           // events per read, and per Append of a store that cannot stream (default DefaultShipBatch)
+	Insert   int           // events per stream append of a StreamStore (default DefaultShipInsert)
 	Interval time.Duration // pause when the outbox is empty (default 1 s)
 	// MaxBackoff caps the pause between retries while the store or the
 	// database is down (default 30 s); the pause starts at Interval and
@@ -47,16 +65,21 @@ type Shipper struct {
 	Shipped func(n int)
 }
 
-// DefaultShipBatch is the shipper's default batch. ClickHouse pays per
-// INSERT and per part its merges rewrite. Measured over a 1M backlog
-// PostgreSQL → ClickHouse on the shared 2-core machine (BENCHMARKS.md):
-// ClickHouse's CPU per 1M events was 4.4-6.6 s with batches of 10,000,
-// 3.6-3.9 s with 20,000 and 2.6-3.6 s with 30,000; at load 9-10 the rate rose from 78k
-// (10,000) to 102-104k events/s (30,000), at load 3 from 117-146k to
-// 145-214k. The price is memory while a backlog drains: the pipeline holds
-// two batches of events (one being appended, one read ahead), the peak
-// heap was 31-34 MiB at 10,000 and 83-102 MiB at 30,000.
-const DefaultShipBatch = 30000
+// DefaultShipBatch is the shipper's default read batch, and its append
+// batch for a store that cannot stream. DefaultShipInsert is how many
+// events go into one append of a StreamStore (ClickHouse), in several
+// read batches. ClickHouse pays per INSERT and per part its merges
+// rewrite. Measured over a 1M backlog PostgreSQL → ClickHouse on the
+// shared 2-core machine (BENCHMARKS.md) with inserts of one read batch:
+// ClickHouse's CPU per 1M events was 4.4-6.6 s with 10,000 events per
+// INSERT, 3.6-3.9 s with 20,000, 2.6-3.6 s with 30,000 and 2.1-2.6 s with
+// 50,000; but a read batch of 30,000 meant a peak heap of 83-102 MiB (two
+// batches in the pipeline) against 31-34 MiB with 10,000. Streaming gets
+// the large INSERT at the small batch's memory.
+const (
+	DefaultShipBatch  = 10000
+	DefaultShipInsert = 50000
+)
 
 func (s *Shipper) batch() int {
 	if s.Batch > 0 {
@@ -65,8 +88,19 @@ func (s *Shipper) batch() int {
 	return DefaultShipBatch
 }
 
-// BatchSize is the number of events per Append in effect.
+// BatchSize is the number of events per read in effect.
 func (s *Shipper) BatchSize() int { return s.batch() }
+
+// InsertSize is the number of events per stream append in effect (for a
+// StreamStore).
+func (s *Shipper) InsertSize() int { return s.insertSize() }
+
+func (s *Shipper) insertSize() int {
+	if s.Insert > 0 {
+		return max(s.Insert, s.batch())
+	}
+	return max(DefaultShipInsert, s.batch())
+}
 
 func (s *Shipper) interval() time.Duration {
 	if s.Interval > 0 {
@@ -195,47 +229,40 @@ func sleep(ctx context.Context, d time.Duration) bool {
 // than the cursor are found when the reader reaches the end of the queue:
 // it then waits until every batch in flight is marked and starts over.
 func (s *Shipper) runPipelined(ctx context.Context, co CursorOutbox) {
+	// toAppend carries read batches; nil asks a streaming appender to
+	// commit what it holds now (the reader is about to wait for it).
 	toAppend := make(chan []Event)
-	toMark := make(chan []Cursor, 1)
+	toMark := make(chan marking, 1)
 	var inflight atomic.Int64 // batches read but not yet marked
+	var restart atomic.Bool   // a stream failed: its batches must be read again
 	done := make(chan struct{}, 2)
 
-	go func() { // appender
-		defer func() { done <- struct{}{} }()
-		for evs := range toAppend {
-			if !s.until(ctx, "append", len(evs), func() error { return s.Store.Append(ctx, evs) }) {
-				return
-			}
-			// Only the positions go on: the events can be freed while
-			// their batch is marked and the next one appended. The ids
-			// are copied because a store may slice them from one larger
-			// string per event.
-			cs := make([]Cursor, len(evs))
-			for i, e := range evs {
-				cs[i] = Cursor{Time: e.Time, ID: strings.Clone(e.ID)}
-			}
-			select {
-			case toMark <- cs:
-			case <-ctx.Done():
-				return
-			}
-		}
-	}()
+	if ss, ok := s.Store.(StreamStore); ok {
+		go func() {
+			defer func() { done <- struct{}{} }()
+			s.appendStreams(ctx, ss, toAppend, toMark, &inflight, &restart)
+		}()
+	} else {
+		go func() {
+			defer func() { done <- struct{}{} }()
+			s.appendBatches(ctx, toAppend, toMark)
+		}()
+	}
 	go func() { // marker
 		defer func() { done <- struct{}{} }()
 		for {
-			var cs []Cursor
+			var m marking
 			select {
-			case cs = <-toMark:
+			case m = <-toMark:
 			case <-ctx.Done():
 				return
 			}
-			if !s.until(ctx, "mark shipped", len(cs), func() error { return co.MarkBatchShipped(ctx, cs) }) {
+			if !s.until(ctx, "mark shipped", len(m.cursors), func() error { return co.MarkBatchShipped(ctx, m.cursors) }) {
 				return
 			}
-			inflight.Add(-1)
+			inflight.Add(-int64(m.batches))
 			if s.Shipped != nil {
-				s.Shipped(len(cs))
+				s.Shipped(len(m.cursors))
 			}
 		}
 	}()
@@ -245,8 +272,21 @@ func (s *Shipper) runPipelined(ctx context.Context, co CursorOutbox) {
 		<-done
 	}()
 
-	// drained waits until every batch handed on is marked.
+	// commit has a streaming appender commit what it holds now.
+	commit := func() bool {
+		select {
+		case toAppend <- nil:
+			return true
+		case <-ctx.Done():
+			return false
+		}
+	}
+	// drained commits and waits until every batch handed on is marked (or
+	// dropped by a failed stream).
 	drained := func() bool {
+		if !commit() {
+			return false
+		}
 		for inflight.Load() > 0 {
 			if !sleep(ctx, 2*time.Millisecond) {
 				return false
@@ -258,9 +298,19 @@ func (s *Shipper) runPipelined(ctx context.Context, co CursorOutbox) {
 	backoff := s.retry()
 	var after *Cursor
 	for ctx.Err() == nil {
+		if restart.Swap(false) { // read the failed stream's events again
+			after = nil
+			if !drained() {
+				return
+			}
+		}
 		evs, err := co.PendingEventsAfter(ctx, after, batch)
 		if err != nil {
 			if ctx.Err() != nil {
+				return
+			}
+			// An open stream would otherwise wait for the database.
+			if !commit() {
 				return
 			}
 			wait := backoff.next()
@@ -293,6 +343,112 @@ func (s *Shipper) runPipelined(ctx context.Context, co CursorOutbox) {
 			if !drained() {
 				return
 			}
+		}
+	}
+}
+
+// marking is what the marker gets: the cursors of one or more
+// consecutive batches, in queue order.
+type marking struct {
+	cursors []Cursor
+	batches int
+}
+
+// keep copies the positions of evs onto cs: only they go on to the
+// marker, so the events can be freed. The ids are copied because a store
+// may slice them from one larger string per event.
+func keep(cs []Cursor, evs []Event) []Cursor {
+	for _, e := range evs {
+		cs = append(cs, Cursor{Time: e.Time, ID: strings.Clone(e.ID)})
+	}
+	return cs
+}
+
+// appendBatches appends each batch on its own, retrying it until the
+// store takes it.
+func (s *Shipper) appendBatches(ctx context.Context, toAppend <-chan []Event, toMark chan<- marking) {
+	for evs := range toAppend {
+		if evs == nil {
+			continue
+		}
+		if !s.until(ctx, "append", len(evs), func() error { return s.Store.Append(ctx, evs) }) {
+			return
+		}
+		select {
+		case toMark <- marking{cursors: keep(nil, evs), batches: 1}:
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// appendStreams puts consecutive batches into one stream until it holds
+// InsertSize events or the reader asks for a commit, then hands the
+// cursors on. A batch is not kept once added, so a failed stream cannot be
+// retried: its batches are dropped from the count in flight and the
+// reader starts over at the head of the queue, where they still wait.
+func (s *Shipper) appendStreams(ctx context.Context, ss StreamStore, toAppend <-chan []Event, toMark chan<- marking,
+	inflight *atomic.Int64, restart *atomic.Bool) {
+	b := s.retry()
+	insert := s.insertSize()
+	for {
+		var first []Event
+		for first == nil {
+			var ok bool
+			select {
+			case first, ok = <-toAppend:
+				if !ok {
+					return
+				}
+			case <-ctx.Done():
+				return
+			}
+		}
+		m := marking{batches: 1}
+		st, err := ss.OpenAppend(ctx)
+		if err == nil {
+			err = st.Add(ctx, first)
+		}
+		m.cursors = keep(make([]Cursor, 0, insert), first)
+		first = nil
+		for err == nil && len(m.cursors) < insert {
+			evs, ok := <-toAppend
+			if !ok {
+				st.Abort()
+				return
+			}
+			if evs == nil {
+				break // the reader waits for this stream
+			}
+			m.batches++
+			err = st.Add(ctx, evs)
+			m.cursors = keep(m.cursors, evs)
+		}
+		if err == nil {
+			err = st.Commit(ctx)
+		}
+		if err != nil {
+			if st != nil {
+				st.Abort()
+			}
+			inflight.Add(-int64(m.batches))
+			restart.Store(true)
+			if ctx.Err() != nil {
+				return
+			}
+			wait := b.next()
+			s.log().Warn("audit event shipping failed, will read the events again", "step", "append", "events", len(m.cursors),
+				"err", err, "retry_in", wait.String())
+			if !sleep(ctx, wait) {
+				return
+			}
+			continue
+		}
+		b.reset()
+		select {
+		case toMark <- m:
+		case <-ctx.Done():
+			return
 		}
 	}
 }

@@ -233,3 +233,91 @@ func TestShipOnceMarksByBatch(t *testing.T) {
 		t.Errorf("%d left, %d batch marks, %d events stored; want 0, 2, 5", ob.left(), ob.batchMarks, len(st.got))
 	}
 }
+
+// streamStore is flakyStore as a StreamStore: a stream's events count as
+// stored only when Commit succeeds; while down, opening, adding or
+// committing fails (the last stream fails at Commit).
+type streamStore struct {
+	*flakyStore
+	inserts []int // events per committed stream
+}
+
+type memStream struct {
+	s   *streamStore
+	evs []Event
+}
+
+func (s *streamStore) OpenAppend(context.Context) (AppendStream, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.down {
+		s.failures++
+		return nil, errors.New("connection refused")
+	}
+	return &memStream{s: s}, nil
+}
+
+func (m *memStream) Add(_ context.Context, evs []Event) error {
+	m.evs = append(m.evs, evs...)
+	return nil
+}
+
+func (m *memStream) Commit(context.Context) error {
+	m.s.mu.Lock()
+	defer m.s.mu.Unlock()
+	if m.s.down {
+		m.s.failures++
+		return errors.New("connection reset")
+	}
+	for _, e := range m.evs {
+		m.s.got[e.ID]++
+	}
+	m.s.inserts = append(m.s.inserts, len(m.evs))
+	return nil
+}
+
+func (m *memStream) Abort() {}
+
+// TestShipperStreamsBatchesIntoLargeInserts: with a StreamStore, read
+// batches of 100 go into streams of up to 500; a stream that fails is read
+// again from the outbox (its events were not kept), so every event
+// arrives, including those that were in flight when the store went down.
+func TestShipperStreamsBatchesIntoLargeInserts(t *testing.T) {
+	ob := &memOutbox{queued: map[string]Event{}}
+	st := &streamStore{flakyStore: &flakyStore{got: map[string]int{}}}
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	ob.add(events(0, 2000, t0)...)
+	sh := &Shipper{Outbox: ob, Store: st, Batch: 100, Insert: 500, Interval: 5 * time.Millisecond, MaxBackoff: 20 * time.Millisecond,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	ctx, cancel := context.WithCancel(context.Background())
+	stopped := make(chan struct{})
+	go func() { sh.Run(ctx); close(stopped) }()
+	waitFor(t, "outbox drained", func() bool { return ob.left() == 0 })
+
+	st.setDown(true)
+	ob.add(events(2000, 1234, t0)...)
+	waitFor(t, "failed streams", func() bool { st.mu.Lock(); defer st.mu.Unlock(); return st.failures >= 3 })
+	if ob.left() != 1234 {
+		t.Fatalf("events marked while the store was down: %d left of 1234", ob.left())
+	}
+	st.setDown(false)
+	waitFor(t, "outbox drained again", func() bool { return ob.left() == 0 })
+	cancel()
+	<-stopped
+
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if len(st.got) != 3234 {
+		t.Fatalf("store got %d distinct events, want 3234", len(st.got))
+	}
+	largest := 0
+	for _, n := range st.inserts {
+		if n > 500 {
+			t.Errorf("a stream of %d events, limit 500", n)
+		}
+		largest = max(largest, n)
+	}
+	if largest != 500 {
+		t.Errorf("largest stream %d events, want 500 (five read batches)", largest)
+	}
+}

@@ -20,44 +20,100 @@ const eventColumns = `id, tenant_id, seq, ts_unix_us, actor_id, actor_role, type
 // again; reads skip the copies and merges remove them.
 // The whole batch is validated first, so a bad event sends nothing.
 func (s *Store) Append(ctx context.Context, events []audit.Event) error {
-	n := len(events)
-	if n == 0 {
+	if len(events) == 0 {
 		return nil
 	}
+	if err := validate(events); err != nil {
+		return err
+	}
+	st, err := s.openAppend(ctx)
+	if err != nil {
+		return err
+	}
+	defer st.batch.Close()
+	if err := st.Add(ctx, events); err != nil {
+		return err
+	}
+	return st.Commit(ctx)
+}
+
+func validate(events []audit.Event) error {
 	for _, e := range events {
 		if err := e.ValidateStored(); err != nil {
 			return fmt.Errorf("append audit events: %w", err)
 		}
 	}
+	return nil
+}
+
+var _ audit.StreamStore = (*Store)(nil)
+
+// OpenAppend implements audit.StreamStore: one INSERT that Add feeds and
+// Commit ends. The shipper puts several read batches into one INSERT this
+// way, so ClickHouse gets large inserts while the shipper holds only the
+// batch it is adding.
+func (s *Store) OpenAppend(ctx context.Context) (audit.AppendStream, error) {
+	st, err := s.openAppend(ctx)
+	if err != nil {
+		return nil, err // not a nil *appendStream in a non-nil interface
+	}
+	return st, nil
+}
+
+func (s *Store) openAppend(ctx context.Context) (*appendStream, error) {
 	batch, err := s.conn.PrepareBatch(ctx, `INSERT INTO `+s.db+`.audit_trail (ts, `+eventColumns+`)`)
 	if err != nil {
-		return fmt.Errorf("append audit events to clickhouse %s: %w", s.addr, err)
+		return nil, fmt.Errorf("append audit events to clickhouse %s: %w", s.addr, err)
 	}
-	defer batch.Close()
-	// The events go as blocks of appendChunk rows within one INSERT: each
-	// Flush sends a block and keeps the column buffers for the next, so
-	// they grow once to a chunk's size instead of step by step to the whole
-	// batch's (measured: that growth was a fifth of the shipper's CPU).
-	// The server squashes the blocks of one INSERT into one part
-	// (min_insert_block_size_rows), and Send acknowledges them together.
-	var c columns
+	return &appendStream{s: s, batch: batch}, nil
+}
+
+// appendStream sends events as blocks of appendChunk rows within one
+// INSERT: each Flush sends a block and keeps the column buffers for the
+// next, so they grow once to a chunk's size instead of step by step to the
+// whole batch's (measured: that growth was a fifth of the shipper's CPU).
+// The server squashes the blocks of one INSERT into one part
+// (min_insert_block_size_rows), and Send acknowledges them together.
+type appendStream struct {
+	s     *Store
+	batch driver.Batch
+	c     columns
+	n     int
+}
+
+// Add sends events (validated first, so a bad one sends nothing of them).
+// The context is the one OpenAppend was given.
+func (a *appendStream) Add(_ context.Context, events []audit.Event) error {
+	if err := validate(events); err != nil {
+		return err
+	}
 	for len(events) > 0 {
 		chunk := events[:min(len(events), appendChunk)]
 		events = events[len(chunk):]
-		if err := c.append(batch, chunk); err != nil {
+		if err := a.c.append(a.batch, chunk); err != nil {
 			return err
 		}
-		if len(events) > 0 {
-			if err := batch.Flush(); err != nil {
-				return fmt.Errorf("append audit events to clickhouse %s: %w", s.addr, err)
-			}
+		if err := a.batch.Flush(); err != nil {
+			return fmt.Errorf("append audit events to clickhouse %s: %w", a.s.addr, err)
 		}
-	}
-	if err := batch.Send(); err != nil {
-		return fmt.Errorf("append %d audit events to clickhouse %s: %w", n, s.addr, err)
+		a.n += len(chunk)
 	}
 	return nil
 }
+
+// Commit ends the INSERT; nil means ClickHouse acknowledged every event
+// added.
+func (a *appendStream) Commit(context.Context) error {
+	if err := a.batch.Send(); err != nil {
+		return fmt.Errorf("append %d audit events to clickhouse %s: %w", a.n, a.s.addr, err)
+	}
+	return nil
+}
+
+// Abort drops the connection without ending the INSERT. Blocks already
+// sent may still be stored; the shipper sends them again, which reads
+// deduplicate.
+func (a *appendStream) Abort() { _ = a.batch.Abort() }
 
 const appendChunk = 2000
 

@@ -153,6 +153,37 @@ func (s *countingStore) Append(ctx context.Context, evs []audit.Event) error {
 	return err
 }
 
+// OpenAppend counts the failures of the shipper's streamed appends.
+func (s *countingStore) OpenAppend(ctx context.Context) (audit.AppendStream, error) {
+	st, err := s.Store.OpenAppend(ctx)
+	if err != nil {
+		s.failures.Add(1)
+		return nil, err
+	}
+	return &countingStream{AppendStream: st, s: s}, nil
+}
+
+type countingStream struct {
+	audit.AppendStream
+	s *countingStore
+}
+
+func (c *countingStream) Add(ctx context.Context, evs []audit.Event) error {
+	err := c.AppendStream.Add(ctx, evs)
+	if err != nil {
+		c.s.failures.Add(1)
+	}
+	return err
+}
+
+func (c *countingStream) Commit(ctx context.Context) error {
+	err := c.AppendStream.Commit(ctx)
+	if err != nil {
+		c.s.failures.Add(1)
+	}
+	return err
+}
+
 // outageSeconds is how long ClickHouse stays down: 60 s as the issue asks,
 // POSTBOX_FAULT_OUTAGE (a Go duration) to change it.
 func outage(t *testing.T) time.Duration {

@@ -20,7 +20,8 @@ import (
 // IngestConfig describes one ingest measurement (MeasureIngest).
 type IngestConfig struct {
 	Events int           // backlog to ship (default 1,000,000)
-	Batch  int           // shipper batch; 0 takes audit.Shipper's production default
+	Batch  int           // shipper read batch; 0 takes audit.Shipper's production default
+	Insert int           // events per ClickHouse INSERT; 0 takes the production default
 	Stall  time.Duration // fail when nothing is shipped for this long (default 1 min)
 	// CPU, when set, is read right before and after shipping; the
 	// difference goes to IngestResult.CPU (see LocalCPU).
@@ -36,7 +37,7 @@ type IngestConfig struct {
 // busiest one bounds the rate.
 type IngestResult struct {
 	Events             int
-	Batch              int
+	Batch, Insert      int           // read batch and INSERT size in effect
 	Elapsed            time.Duration // first read to last mark
 	PerSecond          float64
 	Read, Append, Mark time.Duration
@@ -102,11 +103,9 @@ func MeasureIngest(ctx context.Context, db *sqldb.Store, ch *Store, cfg IngestCo
 
 	ob, st := &timedOutbox{Store: db}, &timedStore{Store: ch}
 	shipped := make(chan int, 1000)
-	sh := &audit.Shipper{Outbox: ob, Store: st, Batch: cfg.Batch, Shipped: func(k int) { shipped <- k },
+	sh := &audit.Shipper{Outbox: ob, Store: st, Batch: cfg.Batch, Insert: cfg.Insert, Shipped: func(k int) { shipped <- k },
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
-	if res.Batch == 0 {
-		res.Batch = sh.BatchSize()
-	}
+	res.Batch, res.Insert = sh.BatchSize(), sh.InsertSize()
 	var cpu0 map[string]time.Duration
 	if cfg.CPU != nil {
 		var err error
@@ -212,6 +211,8 @@ func (o *timedOutbox) MarkBatchShipped(ctx context.Context, batch []audit.Cursor
 	return o.Store.MarkBatchShipped(ctx, batch)
 }
 
+// timedStore times appends: whole Appends, or for streams from opening to
+// the end of Commit.
 type timedStore struct {
 	*Store
 	append atomic.Int64
@@ -221,4 +222,23 @@ func (s *timedStore) Append(ctx context.Context, evs []audit.Event) error {
 	t0 := time.Now()
 	defer func() { s.append.Add(int64(time.Since(t0))) }()
 	return s.Store.Append(ctx, evs)
+}
+
+func (s *timedStore) OpenAppend(ctx context.Context) (audit.AppendStream, error) {
+	st, err := s.Store.OpenAppend(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return &timedStream{AppendStream: st, s: s, t0: time.Now()}, nil
+}
+
+type timedStream struct {
+	audit.AppendStream
+	s  *timedStore
+	t0 time.Time
+}
+
+func (t *timedStream) Commit(ctx context.Context) error {
+	defer func() { t.s.append.Add(int64(time.Since(t.t0))) }()
+	return t.AppendStream.Commit(ctx)
 }

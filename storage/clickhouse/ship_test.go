@@ -102,7 +102,8 @@ func cursors(evs []audit.Event) []audit.Cursor {
 // through audit.Shipper.Run, end to end, with MeasureIngest (which the
 // bench command calls too). read-s, append-s and mark-s are the time each
 // step took in all; with the steps overlapped, the busiest one bounds the
-// rate. POSTBOX_BENCH_SHIP_BATCH overrides the shipper's batch size.
+// rate. POSTBOX_BENCH_SHIP_BATCH and POSTBOX_BENCH_SHIP_INSERT override
+// the shipper's read batch and INSERT size.
 func BenchmarkShipOutboxToClickHouse(b *testing.B) {
 	ctx := context.Background()
 	ch := openTestStore(b)
@@ -111,15 +112,16 @@ func BenchmarkShipOutboxToClickHouse(b *testing.B) {
 	}
 	db := openPG(b)
 	cfg := IngestConfig{Events: envInt(b, "POSTBOX_BENCH_SHIP_EVENTS", 1_000_000), Batch: envInt(b, "POSTBOX_BENCH_SHIP_BATCH", 0),
-		CPU: LocalCPU}
+		Insert: envInt(b, "POSTBOX_BENCH_SHIP_INSERT", 0),
+		CPU:    LocalCPU}
 	var sum IngestResult
 	for b.Loop() {
 		res, err := MeasureIngest(ctx, db, ch, cfg)
 		if err != nil {
 			b.Fatal(err)
 		}
-		b.Logf("batch %d: %d events in %v: %.0f/s (read %v, append %v, mark %v; fill %v); CPU s: go %.1f, postgres %.1f, clickhouse %.1f; peak heap %d MiB",
-			res.Batch, res.Events, res.Elapsed.Round(time.Millisecond), res.PerSecond, res.Read.Round(time.Millisecond),
+		b.Logf("batch %d, insert %d: %d events in %v: %.0f/s (read %v, append %v, mark %v; fill %v); CPU s: go %.1f, postgres %.1f, clickhouse %.1f; peak heap %d MiB",
+			res.Batch, res.Insert, res.Events, res.Elapsed.Round(time.Millisecond), res.PerSecond, res.Read.Round(time.Millisecond),
 			res.Append.Round(time.Millisecond), res.Mark.Round(time.Millisecond), res.Fill.Round(time.Millisecond),
 			res.CPU["go"].Seconds(), res.CPU["postgres"].Seconds(), res.CPU["clickhouse"].Seconds(), res.PeakHeap>>20)
 		sum.Events += res.Events
