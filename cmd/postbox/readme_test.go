@@ -16,8 +16,9 @@ func TestREADMEListsEverySetting(t *testing.T) {
 	if !strings.Contains(string(raw), configTable()) {
 		t.Fatal("README.md settings table is out of date: paste the output of `go run ./cmd/postbox config`")
 	}
-	lines := strings.SplitN(string(raw), "\n", 6)
-	if !strings.HasPrefix(lines[3], "go run ./cmd/postbox serve") || !strings.HasPrefix(lines[4], "./deploy/test") {
-		t.Fatalf("README must open with the two commands, got:\n%s", strings.Join(lines[:5], "\n"))
+	// Exactly two commands open it: the code block holds these two lines.
+	lines := strings.SplitN(string(raw), "\n", 7)
+	if lines[2] != "```sh" || !strings.HasPrefix(lines[3], "go run ./cmd/postbox serve") || !strings.HasPrefix(lines[4], "./deploy/test") || lines[5] != "```" {
+		t.Fatalf("README must open with exactly the two commands, got:\n%s", strings.Join(lines[:6], "\n"))
 	}
 }
