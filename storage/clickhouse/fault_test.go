@@ -7,14 +7,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"os"
-	"os/exec"
-	"path/filepath"
-	"strconv"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -22,122 +17,8 @@ import (
 
 	"postbox/audit"
 	"postbox/storage/sqldb"
+	"postbox/storage/storagetest"
 )
-
-// privateClickHouse is a ClickHouse server of the test's own, configured
-// like deploy/start does, on free ports in a temp dir. The shared server
-// of the other tests is never touched.
-type privateClickHouse struct {
-	t         *testing.T
-	dir       string
-	tcp, http int
-	cmd       *exec.Cmd
-	exited    chan struct{}
-}
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
-
-func newPrivateClickHouse(t *testing.T) *privateClickHouse {
-	t.Helper()
-	dir := t.TempDir()
-	for _, d := range []string{"data", "tmp", "user_files", "format_schemas", "log"} {
-		if err := os.MkdirAll(filepath.Join(dir, d), 0o700); err != nil {
-			t.Fatal(err)
-		}
-	}
-	c := &privateClickHouse{t: t, dir: dir, tcp: freePort(t), http: freePort(t)}
-	config := fmt.Sprintf(`<?xml version="1.0"?>
-<yandex>
-  <logger><level>warning</level><log>%[1]s/log/server.log</log><errorlog>%[1]s/log/server.err.log</errorlog></logger>
-  <listen_host>127.0.0.1</listen_host>
-  <tcp_port>%[2]d</tcp_port>
-  <http_port>%[3]d</http_port>
-  <path>%[1]s/data/</path>
-  <tmp_path>%[1]s/tmp/</tmp_path>
-  <user_files_path>%[1]s/user_files/</user_files_path>
-  <format_schema_path>%[1]s/format_schemas/</format_schema_path>
-  <mark_cache_size>536870912</mark_cache_size>
-  <timezone>UTC</timezone>
-  <users_config>%[1]s/users.xml</users_config>
-</yandex>
-`, dir, c.tcp, c.http)
-	users := `<?xml version="1.0"?>
-<yandex>
-  <profiles><default><allow_experimental_low_cardinality_type>1</allow_experimental_low_cardinality_type></default></profiles>
-  <users><default><password></password><networks><ip>127.0.0.1</ip></networks><profile>default</profile><quota>default</quota></default></users>
-  <quotas><default></default></quotas>
-</yandex>
-`
-	if err := os.WriteFile(filepath.Join(dir, "config.xml"), []byte(config), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, "users.xml"), []byte(users), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.stop)
-	return c
-}
-
-func (c *privateClickHouse) addr() string { return "127.0.0.1:" + strconv.Itoa(c.tcp) }
-
-// start launches the server and waits until it answers queries.
-func (c *privateClickHouse) start() {
-	c.t.Helper()
-	log, err := os.OpenFile(filepath.Join(c.dir, "stdout.log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
-	if err != nil {
-		c.t.Fatal(err)
-	}
-	c.cmd = exec.Command("/usr/sbin/clickhouse-server", "--config-file="+filepath.Join(c.dir, "config.xml"))
-	c.cmd.Stdout, c.cmd.Stderr, c.cmd.Dir = log, log, c.dir
-	if err := c.cmd.Start(); err != nil {
-		c.t.Fatalf("start private clickhouse: %v", err)
-	}
-	c.exited = make(chan struct{})
-	go func(cmd *exec.Cmd, done chan struct{}) { cmd.Wait(); log.Close(); close(done) }(c.cmd, c.exited)
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		s, err := Open(context.Background(), c.addr(), "default", WithDialTimeout(time.Second))
-		if err == nil {
-			s.Close()
-			return
-		}
-		select {
-		case <-c.exited:
-			errLog, _ := os.ReadFile(filepath.Join(c.dir, "log", "server.err.log"))
-			c.t.Fatalf("private clickhouse exited at start: %s", tail(errLog))
-		default:
-		}
-		if time.Now().After(deadline) {
-			c.t.Fatalf("private clickhouse on %s not ready after 60 s: %v", c.addr(), err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}
-
-// stop kills the server the hard way, as a crash or a pulled cable would.
-func (c *privateClickHouse) stop() {
-	if c.cmd == nil || c.cmd.Process == nil {
-		return
-	}
-	_ = c.cmd.Process.Signal(syscall.SIGKILL)
-	<-c.exited
-	c.cmd = nil
-}
-
-func tail(b []byte) string {
-	if len(b) > 2000 {
-		b = b[len(b)-2000:]
-	}
-	return string(b)
-}
 
 // countingStore counts failed appends, to prove the outage was real.
 type countingStore struct {
@@ -205,9 +86,9 @@ func TestShippingSurvivesClickHouseOutage(t *testing.T) {
 	ctx := context.Background()
 	down := outage(t)
 	t.Logf("ClickHouse will be down for %v", down)
-	chs := newPrivateClickHouse(t)
-	chs.start()
-	store, err := Open(ctx, chs.addr(), "postbox_fault", Lazy(), WithDialTimeout(2*time.Second))
+	chs := storagetest.NewPrivateClickHouse(t) // the shared server of the other tests is never touched
+	chs.Start()
+	store, err := Open(ctx, chs.Addr, "postbox_fault", Lazy(), WithDialTimeout(2*time.Second))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -266,13 +147,13 @@ func TestShippingSurvivesClickHouseOutage(t *testing.T) {
 	}
 
 	time.Sleep(3 * time.Second)
-	chs.stop()
+	chs.Stop()
 	isDown.Store(true)
 	t.Logf("clickhouse killed; producing for %v", down)
 	time.Sleep(down)
 	depth, _, _ := db.OutboxDepth(ctx)
 	isDown.Store(false)
-	chs.start()
+	chs.Start()
 	t.Logf("clickhouse started again; %d events waiting in the outbox", depth)
 	time.Sleep(3 * time.Second)
 	stopProd()
