@@ -40,6 +40,7 @@ func (t *Tx) EnqueueMail(ctx context.Context, j notifier.Job) (notifier.Job, err
 	if err != nil {
 		return j, fmt.Errorf("encode mail data: %w", err)
 	}
+	inserted := j.ID
 	if j.CoalesceKey == "" {
 		_, err = t.exec(ctx, `INSERT INTO mail_outbox (id, tenant_id, recipient, template, data, message_id, status, attempts, next_attempt_at, created_at, person_id)
 			VALUES ($1, $2, $3, $4, $5, $6, $7, 0, $8, $9, $10)`,
@@ -48,18 +49,6 @@ func (t *Tx) EnqueueMail(ctx context.Context, j notifier.Job) (notifier.Job, err
 			return j, fmt.Errorf("enqueue mail: %w", err)
 		}
 		return j, nil
-	}
-	if j.CoalesceWindow > 0 {
-		var last sql.NullInt64
-		if err := t.queryRow(ctx, `SELECT MAX(CASE WHEN sent_at IS NOT NULL THEN sent_at ELSE next_attempt_at END)
-			FROM mail_outbox WHERE coalesce_key = $1 AND status IN ('sending', 'sent')`, j.CoalesceKey).Scan(&last); err != nil {
-			return j, fmt.Errorf("enqueue mail: last mail of key: %w", err)
-		}
-		if last.Valid {
-			if next := fromMicros(last.Int64).Add(j.CoalesceWindow); next.After(j.NextAttemptAt) {
-				j.NextAttemptAt = next
-			}
-		}
 	}
 	var next, created int64
 	err = t.queryRow(ctx, `INSERT INTO mail_outbox (id, tenant_id, recipient, template, data, message_id, status, attempts, next_attempt_at, created_at, person_id, coalesce_key)
@@ -71,6 +60,27 @@ func (t *Tx) EnqueueMail(ctx context.Context, j notifier.Job) (notifier.Job, err
 		Scan(&j.ID, &j.MessageID, &next, &created, &j.Coalesced)
 	if err != nil {
 		return j, fmt.Errorf("enqueue mail: %w", err)
+	}
+	// A new job (not folded) waits for the window after the last mail of
+	// its key. This is asked after the INSERT on purpose: if a worker was
+	// claiming the waiting job meanwhile, PostgreSQL made the INSERT wait for
+	// that claim and then found no pending job to fold into; a check before
+	// the INSERT would have seen the job still pending and let the new one
+	// go out at once — two mails in the same second.
+	if j.CoalesceWindow > 0 && j.Coalesced == 0 && j.ID == inserted {
+		var last sql.NullInt64
+		if err := t.queryRow(ctx, `SELECT MAX(CASE WHEN sent_at IS NOT NULL THEN sent_at ELSE next_attempt_at END)
+			FROM mail_outbox WHERE coalesce_key = $1 AND status IN ('sending', 'sent') AND id <> $2`, j.CoalesceKey, j.ID).Scan(&last); err != nil {
+			return j, fmt.Errorf("enqueue mail: last mail of key: %w", err)
+		}
+		if last.Valid {
+			if due := fromMicros(last.Int64).Add(j.CoalesceWindow); due.After(fromMicros(next)) {
+				if _, err := t.exec(ctx, `UPDATE mail_outbox SET next_attempt_at = $1 WHERE id = $2`, micros(due), j.ID); err != nil {
+					return j, fmt.Errorf("enqueue mail: wait for the window: %w", err)
+				}
+				next = micros(due)
+			}
+		}
 	}
 	j.NextAttemptAt, j.CreatedAt = fromMicros(next), fromMicros(created)
 	return j, nil
