@@ -113,7 +113,11 @@ func (h *TusHandler) recover(ctx context.Context, u *Upload, owner string) error
 	r := systemRequest(u)
 	switch {
 	case u.Status == StatusCompleting:
-		return h.complete(ctx, r, u, owner)
+		s, err := h.settings(ctx, u.TenantID)
+		if err != nil {
+			return err
+		}
+		return h.complete(ctx, r, u, owner, s)
 	case u.Status == StatusQuarantined && h.cfg.Scanner != nil:
 		return h.scan(ctx, r, u, owner)
 	case u.Status == StatusQuarantined:

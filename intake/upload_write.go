@@ -497,13 +497,13 @@ func (w *writer) finish(ctx context.Context) error {
 	if err := w.commit(ctx); err != nil {
 		return err
 	}
-	return w.h.complete(ctx, w.r, u, w.owner)
+	return w.h.complete(ctx, w.r, u, w.owner, w.settings)
 }
 
 // complete assembles the multipart upload of a "completing" upload and
 // releases or quarantines it. It is idempotent: RecoverStalled calls it
-// for uploads whose replica died here.
-func (h *TusHandler) complete(ctx context.Context, r *TusRequest, u *Upload, owner string) error {
+// for uploads whose replica died here. s are the tenant's settings.
+func (h *TusHandler) complete(ctx context.Context, r *TusRequest, u *Upload, owner string, s kasse.Settings) error {
 	parts := make([]Part, len(u.Parts))
 	var total int64
 	for i, p := range u.Parts {
@@ -536,10 +536,6 @@ func (h *TusHandler) complete(ctx context.Context, r *TusRequest, u *Upload, own
 		u.Status, u.ScanStatus = StatusQuarantined, ScanPending
 	}
 	// A completed upload waits for its submission as long as an unfinished one.
-	s, err := h.settings(ctx, u.TenantID)
-	if err != nil {
-		return err
-	}
 	u.UpdatedAt = u.CompletedAt
 	u.ExpiresAt = u.CompletedAt.Add(h.lifetime(s))
 	var events []audit.Event

@@ -190,29 +190,25 @@ func (s *Store) UploadByID(ctx context.Context, id string) (intake.Upload, error
 // the lease only when it is free or expired, so of two racing requests
 // exactly one wins, on any number of replicas.
 func (s *Store) LockUpload(ctx context.Context, tenantID, personID, id, owner string, until, now time.Time) (intake.Upload, error) {
-	var u intake.Upload
-	err := s.InTx(ctx, func(tx *Tx) error {
-		res, err := tx.exec(ctx, `UPDATE uploads SET lock_owner = $1, lock_until = $2
-			WHERE id = $3 AND tenant_id = $4 AND person_id = $5 AND (lock_owner IS NULL OR lock_until < $6)`,
-			owner, micros(until), id, tenantID, personID, micros(now))
-		if err != nil {
-			return fmt.Errorf("lock upload: %w", err)
-		}
-		if n, _ := res.RowsAffected(); n == 0 {
-			var one int
-			err := tx.queryRow(ctx, `SELECT 1 FROM uploads WHERE id = $1 AND tenant_id = $2 AND person_id = $3`, id, tenantID, personID).Scan(&one)
-			if errors.Is(err, sql.ErrNoRows) {
-				return intake.ErrUploadNotFound
-			}
-			if err != nil {
-				return err
-			}
-			return intake.ErrUploadLocked
-		}
-		u, err = scanIntakeUpload(tx.queryRow(ctx, `SELECT `+intakeUploadColumns+` FROM uploads WHERE id = $1`, id))
-		return err
-	})
-	return u, err
+	// One statement, no transaction: it runs on every PATCH.
+	u, err := scanIntakeUpload(s.db.QueryRowContext(ctx, s.rebind(`UPDATE uploads SET lock_owner = $1, lock_until = $2
+		WHERE id = $3 AND tenant_id = $4 AND person_id = $5 AND (lock_owner IS NULL OR lock_until < $6)
+		RETURNING `+intakeUploadColumns), owner, micros(until), id, tenantID, personID, micros(now)))
+	if err == nil {
+		return u, nil
+	}
+	if !errors.Is(err, sql.ErrNoRows) {
+		return u, fmt.Errorf("lock upload: %w", err)
+	}
+	var one int
+	err = s.db.QueryRowContext(ctx, s.rebind(`SELECT 1 FROM uploads WHERE id = $1 AND tenant_id = $2 AND person_id = $3`), id, tenantID, personID).Scan(&one)
+	if errors.Is(err, sql.ErrNoRows) {
+		return intake.Upload{}, intake.ErrUploadNotFound
+	}
+	if err != nil {
+		return intake.Upload{}, fmt.Errorf("lock upload: %w", err)
+	}
+	return intake.Upload{}, intake.ErrUploadLocked
 }
 
 // RenewUploadLock implements intake.UploadStore.
