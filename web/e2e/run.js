@@ -155,7 +155,9 @@ async function journey(bin, label, env) {
     // the answer to one creation is lost after the server made the upload:
     // the page's Idempotency-Key makes the retried POST get that upload,
     // not a second, empty one (which would block the submission below).
-    const files = [lib.pdfFile(dir, 'Arbeitsunfähigkeitsbescheinigung.pdf', 6 * 1024 * 1024 + 12345, 1), lib.pdfFile(dir, 'Befund <Labor>.pdf', 300 * 1024, 2)];
+    // The first file is larger than the page's 32 MiB chunk, so it takes
+    // two PATCHes and the cut one resumes from the middle.
+    const files = [lib.pdfFile(dir, 'Arbeitsunfähigkeitsbescheinigung.pdf', 33 * 1024 * 1024 + 12345, 1), lib.pdfFile(dir, 'Befund <Labor>.pdf', 300 * 1024, 2)];
     const patches = [];
     const keys = [];
     let cut = 0;

@@ -32,7 +32,11 @@
   var autosave = document.getElementById('autosave');
   var submitButton = document.getElementById('absenden');
   var running = 0;
-  var CHUNK = 5 * 1024 * 1024;
+  // One PATCH per 32 MiB: the server's part size, so every request is one
+  // part in the object store (smaller chunks are staged and copied again,
+  // and each request costs a round trip). The server keeps what arrived
+  // in whole parts, so a broken connection loses at most one chunk.
+  var CHUNK = 32 * 1024 * 1024;
 
   function announce(text) {
     // Replace the text so screen readers read it even when it repeats.
