@@ -627,11 +627,8 @@ func (h *TusHandler) create(ctx context.Context, r *TusRequest) (*TusResponse, e
 	if err := h.space(r, withBody); err != nil {
 		return nil, err
 	}
-	mpid, err := h.cfg.Blobs.CreateMultipart(ctx, u.BlobKey)
-	if err != nil {
-		return nil, fmt.Errorf("create multipart: %w", err)
-	}
-	u.MultipartID = mpid
+	// The multipart upload is created with the first part (writer.putPart):
+	// a file sent whole in one request needs none.
 	owner := ""
 	if withBody {
 		owner = newID()

@@ -58,11 +58,19 @@ const (
 	ScanNotScanned ScanStatus = "not_scanned" // no scanner configured: the file was NOT checked
 )
 
-// StoredPart is a multipart part the upload has durably written.
+// StoredPart is a multipart part the upload has durably written. Number 0
+// is the whole file written as the object itself (wholeObject).
 type StoredPart struct {
 	Number int    `json:"n"`
 	ETag   string `json:"etag"`
 	Size   int64  `json:"size"`
+}
+
+// wholeObject tells whether u's bytes were written in one piece straight
+// as its object, without a multipart upload (a file of at most a part's
+// size sent in one request): then there is nothing to assemble.
+func (u *Upload) wholeObject() bool {
+	return u.MultipartID == "" && len(u.Parts) == 1 && u.Parts[0].Number == 0
 }
 
 // StagingSegment is a blob holding bytes that do not yet fill a multipart

@@ -27,7 +27,9 @@ import (
 // reaches MinPartSize becomes a part made of the staging segments followed
 // by the new body bytes, streamed, never assembled in memory. A chunk of at
 // least MinPartSize with no staging goes straight from the request body into
-// PutPart. Large bodies are cut into parts of PartSize.
+// PutPart. Large bodies are cut into parts of PartSize. The multipart upload
+// is created with the first part; a file that arrives whole in one piece of
+// at most PartSize is written as its object in one Put instead.
 //
 // After every piece the upload row is updated (offset, parts, staging and
 // the SHA-256 state), so a broken connection or a crashed replica loses at
@@ -94,6 +96,7 @@ type writer struct {
 	// (checksum mode); dropped are committed segments a part consumed.
 	newStaging []StagingSegment
 	dropped    []StagingSegment
+	committed  Upload // u as the store has it
 }
 
 func restoreHash(state []byte) (hash.Hash, error) {
@@ -148,10 +151,10 @@ func (h *TusHandler) write(ctx context.Context, r *TusRequest, u *Upload, owner 
 	} else {
 		w.src = io.TeeReader(body, sum)
 	}
-	committed := *u
+	w.committed = *u
 	err = w.pump(ctx, n)
 	if err != nil {
-		w.discard(ctx, committed)
+		w.discard(ctx, w.committed)
 		if w.body.err != nil {
 			return errClientGone
 		}
@@ -159,7 +162,7 @@ func (h *TusHandler) write(ctx context.Context, r *TusRequest, u *Upload, owner 
 	}
 	if ck != nil {
 		if !bytes.Equal(ck.h.Sum(nil), ck.want) {
-			w.discard(ctx, committed)
+			w.discard(ctx, w.committed)
 			return errChecksum
 		}
 		if err := w.commit(ctx); err != nil {
@@ -392,10 +395,16 @@ func (w *writer) putPart(ctx context.Context, src io.Reader, take int64) error {
 	u := w.u
 	staged := u.stagingSize()
 	var r io.Reader = io.LimitReader(src, take)
+	if u.MultipartID == "" && len(u.Parts) == 0 && staged == 0 && u.Offset == 0 && take == u.Length && take <= w.h.cfg.PartSize {
+		return w.putWhole(ctx, r, take)
+	}
 	if len(u.Staging) > 0 {
 		sr := &stagingReader{ctx: ctx, blobs: w.h.cfg.Blobs, segs: append([]StagingSegment(nil), u.Staging...)}
 		defer sr.close()
 		r = io.MultiReader(sr, r)
+	}
+	if err := w.ensureMultipart(ctx); err != nil {
+		return err
 	}
 	num := len(u.Parts) + 1
 	p, err := w.h.cfg.Blobs.PutPart(ctx, u.BlobKey, u.MultipartID, num, r, staged+take)
@@ -407,6 +416,48 @@ func (w *writer) putPart(ctx context.Context, src io.Reader, take int64) error {
 	u.Staging = nil
 	u.Offset += take
 	return w.pieceDone(ctx)
+}
+
+// putWhole writes a file that arrives whole in one piece straight as its
+// object: one PUT instead of creating, filling and completing a multipart
+// upload (a round trip less per file, and the server has nothing to join).
+func (w *writer) putWhole(ctx context.Context, r io.Reader, size int64) error {
+	u := w.u
+	info, err := w.h.cfg.Blobs.Put(ctx, u.BlobKey, r, size)
+	if err != nil {
+		return fmt.Errorf("put object: %w", err)
+	}
+	u.Parts = []StoredPart{{Number: 0, ETag: info.ETag, Size: size}}
+	u.Offset += size
+	// The file is complete: finish records it in one write (after the
+	// checksum, if any). Until then the row still says offset 0, so a
+	// failure in between makes the client send the file again.
+	u.HashState = marshalHash(w.sum)
+	return nil
+}
+
+// ensureMultipart creates the upload's multipart upload before its first
+// part and records its ID at once, with the upload's committed state, so a
+// crash before the part's commit leaves nothing the cleanup cannot find.
+func (w *writer) ensureMultipart(ctx context.Context) error {
+	if w.u.MultipartID != "" {
+		return nil
+	}
+	id, err := w.h.cfg.Blobs.CreateMultipart(ctx, w.u.BlobKey)
+	if err != nil {
+		return fmt.Errorf("create multipart: %w", err)
+	}
+	c := w.committed
+	c.MultipartID = id
+	if err := w.h.cfg.Store.SaveUpload(context.WithoutCancel(ctx), c, w.owner); err != nil {
+		if aerr := w.h.cfg.Blobs.AbortMultipart(context.WithoutCancel(ctx), w.u.BlobKey, id); aerr != nil {
+			w.h.cfg.Logger.Warn("abort multipart upload", "upload_id", w.u.ID, "err", aerr)
+		}
+		return err
+	}
+	w.committed.MultipartID = id
+	w.u.MultipartID = id
+	return nil
 }
 
 // putStaging keeps k bytes of src as a staging segment; when there are
@@ -459,6 +510,7 @@ func (w *writer) commit(ctx context.Context, events ...audit.Event) error {
 	if err := w.h.cfg.Store.SaveUpload(context.WithoutCancel(ctx), *u, w.owner, events...); err != nil {
 		return err
 	}
+	w.committed = *u
 	w.newStaging = nil
 	for _, s := range w.dropped {
 		if err := w.h.cfg.Blobs.Delete(context.WithoutCancel(ctx), s.Key); err != nil {
@@ -493,6 +545,10 @@ func (w *writer) finish(ctx context.Context) error {
 		return errEmpty
 	}
 	u.SHA256 = hex.EncodeToString(w.sum.Sum(nil))
+	if u.wholeObject() {
+		// Nothing to assemble, so no "completing" state to recover from.
+		return w.h.complete(ctx, w.r, u, w.owner, w.settings)
+	}
 	u.Status = StatusCompleting
 	if err := w.commit(ctx); err != nil {
 		return err
@@ -513,7 +569,13 @@ func (h *TusHandler) complete(ctx context.Context, r *TusRequest, u *Upload, own
 	if total != u.Length {
 		return fmt.Errorf("upload %s: parts hold %d bytes, length is %d", u.ID, total, u.Length)
 	}
-	info, err := h.cfg.Blobs.CompleteMultipart(ctx, u.BlobKey, u.MultipartID, parts)
+	var info BlobInfo
+	var err error
+	if u.wholeObject() {
+		info = BlobInfo{Key: u.BlobKey, Size: total}
+	} else {
+		info, err = h.cfg.Blobs.CompleteMultipart(ctx, u.BlobKey, u.MultipartID, parts)
+	}
 	if errors.Is(err, ErrBlobNotFound) {
 		// Completed before a crash: the object is there.
 		info, err = h.cfg.Blobs.Stat(ctx, u.BlobKey)
@@ -669,11 +731,6 @@ func (h *TusHandler) createFinal(ctx context.Context, r *TusRequest, s kasse.Set
 		}
 		return nil, err
 	}
-	mpid, err := h.cfg.Blobs.CreateMultipart(ctx, u.BlobKey)
-	if err != nil {
-		return nil, fmt.Errorf("create multipart: %w", err)
-	}
-	u.MultipartID = mpid
 	q := UploadQuota{MaxSubmissionBytes: s.MaxSubmissionBytes, MaxFiles: s.MaxFilesPerUpload, Exclude: ids}
 	created := h.event(r, "intake.upload.created", &u, audit.OutcomeSuccess, map[string]any{"length": total, "kind": string(KindFinal), "parts": len(ids)})
 	if err := h.cfg.Store.CreateUpload(ctx, u, q, created); err != nil {

@@ -95,6 +95,7 @@ func runTusProtocolCases(t *testing.T, factory tusBackendFactory) {
 			chunks []int
 		}{
 			{"one small file in one PATCH", 3000, []int{3000}},
+			{"a file of one part's size in one PATCH", 5 * mib, []int{5 * mib}},
 			{"tiny chunks below the sniff length", 9000, []int{100, 50, 4000}},
 			{"1 MiB chunks collect in staging", 12*mib + 345, []int{mib}},
 			{"one 13 MiB PATCH is cut into parts", 13*mib + 7, []int{13*mib + 7}},
@@ -113,6 +114,13 @@ func runTusProtocolCases(t *testing.T, factory tusBackendFactory) {
 					t.Fatalf("upload %+v: want sha %s, complete, not_scanned, application/pdf", u, sha(data))
 				}
 				f.assertNoStaging(u)
+				// A file that arrives whole in one request of at most a
+				// part's size is written as its object in one PUT: no
+				// multipart upload to create and complete.
+				whole := len(tc.chunks) == 1 && tc.chunks[0] == tc.size && tc.size <= intake.MinPartSize
+				if multipart := u.MultipartID != ""; multipart == whole {
+					t.Errorf("multipart upload %q for a file sent whole: %v (want a multipart upload only for files in several parts)", u.MultipartID, whole)
+				}
 				head := f.do("HEAD", TusPath+"/"+id, f.erika.ID, nil, nil)
 				if head.Header.Get("Upload-Offset") != strconv.Itoa(tc.size) || head.Header.Get("Upload-Length") != strconv.Itoa(tc.size) {
 					t.Fatalf("HEAD after completion: offset %q length %q", head.Header.Get("Upload-Offset"), head.Header.Get("Upload-Length"))
