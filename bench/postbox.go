@@ -194,8 +194,12 @@ func (c *tusClient) do(ctx context.Context, method, url string, body io.Reader, 
 	return c.hc.Do(r)
 }
 
-// upload creates an upload of size bytes and sends src in PATCHes of chunk bytes.
+// upload creates an upload of size bytes and sends src in PATCHes of
+// chunk bytes (wholeFile: one PATCH).
 func (c *tusClient) upload(ctx context.Context, size, chunk int64, name string, src io.Reader) error {
+	if chunk <= 0 {
+		chunk = size
+	}
 	resp, err := c.do(ctx, "POST", c.path, nil, 0, map[string]string{
 		"Upload-Length": strconv.FormatInt(size, 10), "Upload-Metadata": "filename " + base64.StdEncoding.EncodeToString([]byte(name)) +
 			",filetype " + base64.StdEncoding.EncodeToString([]byte("application/pdf"))})

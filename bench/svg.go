@@ -33,7 +33,7 @@ func (rep *Report) SVG() string {
 			if p.Streams > 1 {
 				streams = fmt.Sprintf("%d parallel", p.Streams)
 			}
-			g = &group{label1: p.Workload + ", " + streams, label2: "chunk " + sizeLabel(p.Chunk), bars: map[string][]float64{}}
+			g = &group{label1: p.Workload + ", " + streams, label2: chunkLabel(p.Chunk), bars: map[string][]float64{}}
 			index[k] = g
 			groups = append(groups, g)
 		}

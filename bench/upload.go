@@ -118,24 +118,78 @@ func parallel(ctx context.Context, w workload, send func(ctx context.Context, i 
 	return d, ctx.Err()
 }
 
+// wholeFile as a chunk size sends each file in one PATCH, as tus-js-client
+// and Uppy do unless told otherwise.
+const wholeFile = 0
+
+// noChunks keys the direct PutObject, which has no tus chunks.
+const noChunks = -1
+
+// chunkLabel names a tus chunk size.
+func chunkLabel(c int64) string {
+	switch c {
+	case wholeFile:
+		return "one PATCH per file"
+	case noChunks:
+		return "no chunks"
+	}
+	return "chunk " + sizeLabel(c)
+}
+
+// uploadPoint is one cell of the matrix: a workload (files, size,
+// streams) sent in each of some chunk sizes by postbox and the peer, and
+// once by the direct PutObject.
+type uploadPoint struct {
+	w      workload
+	chunks []int64
+	// directParts, when set, adds a direct PutObject with parts of this
+	// size: what MinIO itself does with parts as small as the chunks.
+	directParts int64
+}
+
 // uploadPlan is the matrix; see the note it records for the choice.
 type uploadPlan struct {
-	small      workload // 100 × 10 MiB, chunk and streams set per point
-	chunks     []int64
-	streams    []int
-	big        int64 // 1 GiB single stream
-	bigChunk   int64
-	huge       int64 // 4 GiB single stream, postbox only (memory)
-	hugeRounds int
+	points []uploadPoint
+	huge   workload // postbox only, for the memory check
+}
+
+// bigSize is the largest single-file workload's size: its peak RSS is
+// what the huge file's is compared with.
+func (p uploadPlan) bigSize() int64 {
+	var n int64
+	for _, pt := range p.points {
+		if pt.w.files == 1 {
+			n = max(n, pt.w.size)
+		}
+	}
+	return n
 }
 
 func (r *run) uploadPlan() uploadPlan {
-	if r.opts.Quick {
-		return uploadPlan{small: workload{name: "8 × 1 MiB", files: 8, size: mib}, chunks: []int64{5 * mib, mib}, streams: []int{1, 8},
-			big: 8 * mib, bigChunk: 5 * mib, huge: 16 * mib, hugeRounds: 1}
+	wl := func(files int, size int64, streams int) workload {
+		name := sizeLabel(size)
+		if files > 1 {
+			name = fmt.Sprintf("%d × %s", files, sizeLabel(size))
+		}
+		return workload{name: name, files: files, size: size, streams: streams}
 	}
-	return uploadPlan{small: workload{name: "30 × 10 MiB", files: 30, size: 10 * mib}, chunks: []int64{5 * mib, mib}, streams: []int{1, 8},
-		big: gib, bigChunk: 5 * mib, huge: 4 * gib, hugeRounds: 1}
+	if r.opts.Quick {
+		return uploadPlan{points: []uploadPoint{
+			{w: wl(8, mib, 1), chunks: []int64{wholeFile, 5 * mib}},
+			{w: wl(8, mib, 8), chunks: []int64{wholeFile, 5 * mib}},
+			{w: wl(4, mib, 1), chunks: []int64{mib / 4}},
+			{w: wl(1, 8*mib, 1), chunks: []int64{wholeFile, 5 * mib}, directParts: 5 * mib},
+			{w: wl(2, 8*mib, 2), chunks: []int64{5 * mib}},
+		}, huge: wl(1, 16*mib, 1)}
+	}
+	return uploadPlan{points: []uploadPoint{
+		{w: wl(100, 10*mib, 1), chunks: []int64{wholeFile, 5 * mib}},
+		{w: wl(100, 10*mib, 8), chunks: []int64{wholeFile, 5 * mib}},
+		{w: wl(30, 10*mib, 1), chunks: []int64{mib}},
+		{w: wl(30, 10*mib, 8), chunks: []int64{mib}},
+		{w: wl(1, gib, 1), chunks: []int64{wholeFile, 5 * mib}, directParts: 5 * mib},
+		{w: wl(8, gib, 8), chunks: []int64{5 * mib}},
+	}, huge: wl(1, 4*gib, 1)}
 }
 
 func sizeLabel(n int64) string {
@@ -204,28 +258,31 @@ func stepUpload(ctx context.Context, r *run) error {
 			r.logf("empty bucket: %v", err)
 		}
 	}
-	contenders := map[string]func(ctx context.Context, w workload) (time.Duration, error){
-		"postbox": func(ctx context.Context, w workload) (time.Duration, error) {
+	// send transfers w once; for the direct PutObject w.chunk is the part
+	// size (noChunks: minio-go's default).
+	send := func(ctx context.Context, who string, w workload) (time.Duration, error) {
+		switch who {
+		case "postbox":
 			defer empty(pb.bucket)
 			return parallel(ctx, w, func(ctx context.Context, i int) error {
 				return postbox.upload(ctx, w.size, w.chunk, "befund.pdf", newSource(w.size))
 			})
-		},
-		"peer": func(ctx context.Context, w workload) (time.Duration, error) {
+		case "peer":
 			defer empty(bucket)
 			return parallel(ctx, w, func(ctx context.Context, i int) error {
 				return peer.upload(ctx, w.size, w.chunk, "befund.pdf", newSource(w.size))
 			})
-		},
-		"direct": func(ctx context.Context, w workload) (time.Duration, error) {
-			defer empty(bucket)
-			tag := randHex(4)
-			return parallel(ctx, w, func(ctx context.Context, i int) error {
-				_, err := mc.PutObject(ctx, bucket, fmt.Sprintf("direct/%s-%d", tag, i), newSource(w.size), w.size,
-					miniogo.PutObjectOptions{ServerSideEncryption: encrypt.NewSSE(), ContentType: "application/octet-stream"})
-				return err
-			})
-		},
+		}
+		defer empty(bucket)
+		tag := randHex(4)
+		opts := miniogo.PutObjectOptions{ServerSideEncryption: encrypt.NewSSE(), ContentType: "application/octet-stream"}
+		if w.chunk > 0 {
+			opts.PartSize = uint64(w.chunk)
+		}
+		return parallel(ctx, w, func(ctx context.Context, i int) error {
+			_, err := mc.PutObject(ctx, bucket, fmt.Sprintf("direct/%s-%d", tag, i), newSource(w.size), w.size, opts)
+			return err
+		})
 	}
 
 	type key struct {
@@ -242,38 +299,37 @@ func stepUpload(ctx context.Context, r *run) error {
 				return err
 			}
 		}
-		d, err := contenders[who](ctx, w)
+		d, err := send(ctx, who, w)
 		if err != nil {
-			return fmt.Errorf("%s %s chunk %s × %d streams: %w", who, w.name, sizeLabel(w.chunk), w.streams, err)
+			return fmt.Errorf("%s %s %s × %d streams: %w", who, w.name, chunkLabel(w.chunk), w.streams, err)
 		}
 		rate := float64(w.bytes()) / float64(mib) / d.Seconds()
-		chunk := w.chunk
-		if who == "direct" {
-			chunk = 0
-		}
-		k := key{w.name, chunk, w.streams, who}
+		k := key{w.name, w.chunk, w.streams, who}
 		rates[k] = append(rates[k], rate)
-		r.logf("%-7s %s, chunk %s, %d stream(s): %.0f MiB/s (%.1f s)", who, w.name, sizeLabel(w.chunk), w.streams, rate, d.Seconds())
+		r.logf("%-7s %s, %s, %d stream(s): %.0f MiB/s (%.1f s)", who, w.name, chunkLabel(w.chunk), w.streams, rate, d.Seconds())
 		if who == "postbox" {
 			peak, err := srv.peakRSS()
 			if err != nil {
 				return err
 			}
+			mb := float64(peak) / float64(mib)
 			if w.streams > 1 {
 				for len(peakParallel) <= run {
 					peakParallel = append(peakParallel, 0)
 				}
-				peakParallel[run] = max(peakParallel[run], float64(peak)/float64(mib))
+				peakParallel[run] = max(peakParallel[run], mb)
 			}
-			if w.files == 1 && w.size == plan.big {
-				peakBig = append(peakBig, float64(peak)/float64(mib))
+			if w.files == 1 && w.size == plan.bigSize() {
+				for len(peakBig) <= run {
+					peakBig = append(peakBig, 0)
+				}
+				peakBig[run] = max(peakBig[run], mb)
 			}
 		}
 		return nil
 	}
 
 	order := []string{"postbox", "direct", "peer"}
-	big := workload{name: sizeLabel(plan.big), files: 1, size: plan.big, streams: 1, chunk: plan.bigChunk}
 	deadline, _ := ctx.Deadline()
 	var lastRun time.Duration
 	for run := 0; run < r.runs(); run++ {
@@ -288,98 +344,88 @@ func stepUpload(ctx context.Context, r *run) error {
 		// Rotate the order per run: the machine is shared, and whoever
 		// runs first should not always get the quiet moment.
 		rot := slices.Concat(order[run%3:], order[:run%3])
-		for _, streams := range plan.streams {
+		for _, p := range plan.points {
 			for _, who := range rot {
-				for ci, chunk := range plan.chunks {
-					if who == "direct" && ci > 0 {
-						continue // PutObject has no tus chunks: once per stream count
+				chunks := p.chunks
+				if who == "direct" {
+					chunks = []int64{noChunks}
+					if p.directParts > 0 {
+						chunks = append(chunks, p.directParts)
 					}
-					w := plan.small
-					w.streams, w.chunk = streams, chunk
+				}
+				for _, c := range chunks {
+					w := p.w
+					w.chunk = c
 					if err := measure(w, who, run); err != nil {
 						return err
 					}
 				}
 			}
 		}
-		for _, who := range rot {
-			if err := measure(big, who, run); err != nil {
-				return err
-			}
-		}
 		lastRun = time.Since(runStart)
 	}
 
 	// 4 GiB through postbox alone: does the peak RSS grow with the file?
-	var peakHuge []float64
-	huge := workload{name: sizeLabel(plan.huge), files: 1, size: plan.huge, streams: 1, chunk: plan.bigChunk}
-	for range plan.hugeRounds {
-		if err := srv.resetPeakRSS(); err != nil {
-			return err
-		}
-		d, err := contenders["postbox"](ctx, huge)
-		if err != nil {
-			return fmt.Errorf("postbox %s: %w", huge.name, err)
-		}
-		peak, err := srv.peakRSS()
-		if err != nil {
-			return err
-		}
-		peakHuge = append(peakHuge, float64(peak)/float64(mib))
-		r.logf("postbox %s single stream: %.0f MiB/s, peak RSS %.0f MiB", huge.name, float64(plan.huge)/float64(mib)/d.Seconds(), float64(peak)/float64(mib))
+	huge := plan.huge
+	huge.chunk = wholeFile
+	if err := srv.resetPeakRSS(); err != nil {
+		return err
 	}
+	d, err := send(ctx, "postbox", huge)
+	if err != nil {
+		return fmt.Errorf("postbox %s: %w", huge.name, err)
+	}
+	peak, err := srv.peakRSS()
+	if err != nil {
+		return err
+	}
+	peakHuge := float64(peak) / float64(mib)
+	r.logf("postbox %s, one PATCH: %.0f MiB/s, peak RSS %.0f MiB", huge.name, float64(huge.size)/float64(mib)/d.Seconds(), peakHuge)
 
 	// Figures: throughput per point, ratios from the medians.
-	points := []struct {
-		wl      workload
-		chunk   int64
-		streams int
-	}{}
-	for _, streams := range plan.streams {
-		for _, chunk := range plan.chunks {
-			points = append(points, struct {
-				wl      workload
-				chunk   int64
-				streams int
-			}{plan.small, chunk, streams})
+	for _, p := range plan.points {
+		dR := rates[key{p.w.name, noChunks, p.w.streams, "direct"}]
+		for _, c := range p.chunks {
+			label := fmt.Sprintf("%s, %s, %s", p.w.name, plural(p.w.streams, "stream"), chunkLabel(c))
+			pbR := rates[key{p.w.name, c, p.w.streams, "postbox"}]
+			peR := rates[key{p.w.name, c, p.w.streams, "peer"}]
+			r.figure("postbox "+label, "MiB/s", pbR, "", nil, "")
+			r.figure("peer @tus/server "+label, "MiB/s", peR, "", nil, "")
+			r.figure("ratio postbox/direct "+label, "×", ratios(pbR, dR), "≥ 0.9", func(m float64) bool { return m >= 0.9 }, "per run")
+			r.figure("ratio postbox/peer "+label, "×", ratios(pbR, peR), "> 1", func(m float64) bool { return m > 1 }, "per run")
+			if p.directParts > 0 && c == p.directParts {
+				d5 := rates[key{p.w.name, c, p.w.streams, "direct"}]
+				r.figure(fmt.Sprintf("ratio postbox/direct with %s parts %s", sizeLabel(c), label), "×", ratios(pbR, d5), "", nil,
+					"the same part size for both: what is left is postbox's own cost")
+			}
+			for who, v := range map[string][]float64{"postbox": pbR, "direct": dR, "peer": peR} {
+				r.rep.Uploads = append(r.rep.Uploads, UploadPoint{Workload: p.w.name, Chunk: c, Streams: p.w.streams, Contender: who, MiBPerSec: v})
+			}
 		}
-	}
-	points = append(points, struct {
-		wl      workload
-		chunk   int64
-		streams int
-	}{big, big.chunk, 1})
-	for _, p := range points {
-		label := fmt.Sprintf("%s, %s, chunk %s", p.wl.name, plural(p.streams, "stream"), sizeLabel(p.chunk))
-		pbR := rates[key{p.wl.name, p.chunk, p.streams, "postbox"}]
-		dR := rates[key{p.wl.name, 0, p.streams, "direct"}]
-		peR := rates[key{p.wl.name, p.chunk, p.streams, "peer"}]
-		r.figure("postbox "+label, "MiB/s", pbR, "", nil, "")
-		r.figure("direct PutObject "+label, "MiB/s", dR, "", nil, "minio-go default part size; no tus chunks")
-		r.figure("peer @tus/server "+label, "MiB/s", peR, "", nil, "")
-		r.figure("ratio postbox/direct "+label, "×", ratios(pbR, dR), "≥ 0.9", func(m float64) bool { return m >= 0.9 }, "per run")
-		r.figure("ratio postbox/peer "+label, "×", ratios(pbR, peR), "> 1", func(m float64) bool { return m > 1 }, "per run")
-		for who, v := range map[string][]float64{"postbox": pbR, "direct": dR, "peer": peR} {
-			r.rep.Uploads = append(r.rep.Uploads, UploadPoint{Workload: p.wl.name, Chunk: p.chunk, Streams: p.streams, Contender: who, MiBPerSec: v})
+		label := fmt.Sprintf("%s, %s", p.w.name, plural(p.w.streams, "stream"))
+		r.figure("direct PutObject "+label, "MiB/s", dR, "", nil, "minio-go defaults: one PUT up to 16 MiB, else 16 MiB parts")
+		if p.directParts > 0 {
+			r.figure(fmt.Sprintf("direct PutObject %s, %s parts", label, sizeLabel(p.directParts)), "MiB/s",
+				rates[key{p.w.name, p.directParts, p.w.streams, "direct"}], "", nil, "PartSize set to the tus chunk size")
 		}
 	}
 	r.step = "memory"
-	r.figure(fmt.Sprintf("postbox peak RSS, %d parallel uploads (%s)", plan.streams[len(plan.streams)-1], plan.small.name), "MiB", peakParallel,
-		"< 150 MiB", func(m float64) bool { return m < 150 }, "VmHWM, max over the chunk sizes of a run")
-	r.figure("postbox peak RSS, one "+big.name+" upload", "MiB", peakBig, "", nil, "VmHWM")
+	r.figure("postbox peak RSS, parallel uploads", "MiB", peakParallel,
+		"< 150 MiB", func(m float64) bool { return m < 150 }, "VmHWM, max over the runs' 8-stream points (up to 8 × 1 GiB)")
+	r.figure("postbox peak RSS, one "+sizeLabel(plan.bigSize())+" upload", "MiB", peakBig, "", nil, "VmHWM, max over its chunk sizes")
 	_, bigMed, _ := stats(peakBig)
-	r.figure("postbox peak RSS, one "+huge.name+" upload", "MiB", peakHuge, "flat: ≤ 1.25 × the "+big.name+" value", func(m float64) bool { return m <= bigMed*1.25 },
-		fmt.Sprintf("%d run(s): flat means it does not grow with the file", plan.hugeRounds))
+	r.figure("postbox peak RSS, one "+huge.name+" upload", "MiB", []float64{peakHuge}, "flat: ≤ 1.25 × the "+sizeLabel(plan.bigSize())+" value", func(m float64) bool { return m <= bigMed*1.25 },
+		"1 run, one PATCH: flat means it does not grow with the file")
 	r.step = "upload"
-	r.rep.note("Upload: the full matrix (chunk 5 MiB and 1 MiB × 1 and 8 streams) runs on %s files; the %s file runs single-stream with %s chunks "+
-		"for all three contenders; the %s file runs once, through postbox only, for the memory check. Why not 100 × 10 MiB and 8 × 1 GiB: "+
-		"with 1 MiB chunks both tus servers stage every chunk as an object of its own in MinIO and read it back for the part (S3 parts "+
-		"need 5 MiB), which runs at 20–40 MiB/s here, so 100 × 10 MiB took 30 s (postbox) to over 60 s (peer) per point, and one "+
-		"8 × 1 GiB point takes about a minute per contender: the whole matrix at the issue's sizes would need about an hour on 2 cores, "+
-		"not 20 minutes. Contenders run in rotating order per run; each transfer's objects are deleted right after it. The peer runs with "+
-		"@tus/s3-store's partSize set to 5 MiB (default 8 MiB), so a 5 MiB chunk is one part for both servers; postbox writes parts of up "+
-		"to 32 MiB. The direct PutObject has no chunks: minio-go sends a 10 MiB file in one PUT and 1 GiB in 16 MiB parts.",
-		plan.small.name, big.name, sizeLabel(plan.bigChunk), huge.name)
+	r.rep.note("Upload: chunk sizes 5 MiB and one PATCH per file (tus-js-client's and Uppy's default) on 100 × 10 MiB (1 and 8 streams) and "+
+		"on 1 GiB (1 stream); 5 MiB on 8 × 1 GiB (8 streams at once); 1 MiB on 30 × 10 MiB (1 and 8 streams). Not run, to stay within "+
+		"20 minutes: 1 MiB chunks on 100 × 10 MiB, 1 GiB and 8 × 1 GiB. With 1 MiB chunks both tus servers stage every chunk as an "+
+		"object of its own and read it back for the part (S3 parts need 5 MiB); the peer then runs at 20–40 MiB/s, so 8 × 1 GiB alone "+
+		"would take about 4 minutes per run. The direct PutObject has no chunks: minio-go sends up to 16 MiB in one PUT, larger files in "+
+		"16 MiB parts; on 1 GiB it also runs with 5 MiB parts, the part size the 5 MiB chunks give both tus servers. Contenders run in "+
+		"rotating order per run; each transfer's objects are deleted right after it. The peer runs with @tus/s3-store's partSize set to "+
+		"5 MiB (default 8 MiB); postbox writes parts of up to 32 MiB. The %s file runs once, through postbox only, for the memory check.",
+		huge.name)
 	return nil
 }
 
