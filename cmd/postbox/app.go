@@ -136,6 +136,7 @@ func openApp(ctx context.Context, cfg *Config, log *slog.Logger) (_ *app, err er
 		if err != nil {
 			return nil, &ConfigError{Env: "POSTBOX_S3_ENDPOINT", Flag: "s3-endpoint", Value: cfg.S3Endpoint, Problem: err.Error()}
 		}
+		m.KeepDeleted(cfg.S3KeepDeletedDays)
 		if err := retry(ctx, 30*time.Second, func() error { return m.EnsureBucket(ctx) }); err != nil {
 			return nil, fmt.Errorf("minio (POSTBOX_S3_ENDPOINT %s): %w", cfg.S3Endpoint, err)
 		}

@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"postbox/storage/minio"
 	"postbox/storage/postgres"
 )
 
@@ -36,6 +37,9 @@ type Config struct {
 	S3SecretKey string
 	S3Bucket    string
 	S3UseTLS    bool
+	// S3KeepDeletedDays is how long MinIO keeps the data of deleted or
+	// replaced objects before its lifecycle rule removes it.
+	S3KeepDeletedDays int
 
 	ClickHouseAddr     string // host:port (native protocol); empty: events in SQLite
 	ClickHouseDatabase string
@@ -158,6 +162,15 @@ func settings() []setting {
 			c.S3UseTLS = b
 			return boolErr(err)
 		}},
+		{"s3-keep-deleted-days", "POSTBOX_S3_KEEP_DELETED_DAYS", strconv.Itoa(minio.DefaultKeepDeletedDays),
+			"days the bucket keeps the data of deleted or replaced objects (versioning) before a lifecycle rule removes it for good; deletions by retention or on request are final after this", func(c *Config, v string) error {
+				n, err := strconv.Atoi(v)
+				if err != nil || n < 1 || n > 3650 {
+					return errors.New("must be a whole number of days from 1 to 3650")
+				}
+				c.S3KeepDeletedDays = n
+				return nil
+			}},
 		{"clickhouse-addr", "POSTBOX_CLICKHOUSE_ADDR", "", "ClickHouse native protocol address host:port; empty: events in SQLite", func(c *Config, v string) error {
 			c.ClickHouseAddr = v
 			if v == "" {

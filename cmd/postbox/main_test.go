@@ -42,6 +42,7 @@ func TestBrokenSettingStopsStartWithOneLine(t *testing.T) {
 		{"bad log level", nil, map[string]string{"POSTBOX_LOG_LEVEL": "loud"}, "POSTBOX_LOG_LEVEL"},
 		{"relative base url", nil, map[string]string{"POSTBOX_BASE_URL": "postfach.example.de"}, "POSTBOX_BASE_URL"},
 		{"bad bucket", nil, map[string]string{"POSTBOX_S3_BUCKET": "My_Bucket"}, "POSTBOX_S3_BUCKET"},
+		{"deleted objects kept for no time", []string{"--s3-keep-deleted-days", "0"}, nil, "POSTBOX_S3_KEEP_DELETED_DAYS"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var stdout, stderr bytes.Buffer

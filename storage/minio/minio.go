@@ -15,6 +15,7 @@ import (
 	miniogo "github.com/minio/minio-go/v7"
 	"github.com/minio/minio-go/v7/pkg/credentials"
 	"github.com/minio/minio-go/v7/pkg/encrypt"
+	"github.com/minio/minio-go/v7/pkg/lifecycle"
 	"github.com/minio/minio-go/v7/pkg/s3utils"
 	"github.com/minio/minio-go/v7/pkg/sse"
 
@@ -29,10 +30,15 @@ const streamPartSize = 16 << 20
 // pingTimeout keeps /readyz fast when the server hangs.
 const pingTimeout = 3 * time.Second
 
+// DefaultKeepDeletedDays is how long the bucket keeps the data of a deleted
+// or replaced object (see KeepDeleted).
+const DefaultKeepDeletedDays = 30
+
 // Store keeps blobs in one S3 bucket. It is safe for concurrent use.
 type Store struct {
-	core   *miniogo.Core
-	bucket string
+	core        *miniogo.Core
+	bucket      string
+	keepDeleted int // days; see KeepDeleted
 }
 
 var _ intake.BlobStore = (*Store)(nil)
@@ -53,8 +59,15 @@ func New(endpoint, accessKey, secretKey, bucket string, useTLS bool) (*Store, er
 	if err != nil {
 		return nil, fmt.Errorf("s3 endpoint %q: %w", endpoint, err)
 	}
-	return &Store{core: core, bucket: bucket}, nil
+	return &Store{core: core, bucket: bucket, keepDeleted: DefaultKeepDeletedDays}, nil
 }
+
+// KeepDeleted sets for how many days the bucket keeps the data of deleted
+// or replaced objects (versioning: a delete only adds a marker) before its
+// lifecycle rule removes it for good; EnsureBucket applies it. Without such
+// a rule a deletion by the retention run or an erasure request would never
+// remove the bytes.
+func (s *Store) KeepDeleted(days int) { s.keepDeleted = days }
 
 // checkEndpoint accepts host or host:port. minio-go would accept a URL
 // with a scheme and treat some typos as a host, so "http//x" would only
@@ -106,7 +119,25 @@ func (s *Store) EnsureBucket(ctx context.Context) error {
 	if err := s.core.SetBucketEncryption(ctx, s.bucket, sse.NewConfigurationSSES3()); err != nil {
 		return fmt.Errorf("s3 set default encryption on %q (MinIO needs MINIO_KMS_SECRET_KEY or a KMS for SSE-S3): %w", s.bucket, err)
 	}
+	if err := s.core.SetBucketLifecycle(ctx, s.bucket, expireDeleted(s.keepDeleted)); err != nil {
+		return fmt.Errorf("s3 set lifecycle rule on %q: %w", s.bucket, err)
+	}
 	return nil
+}
+
+// LifecycleRuleID names the bucket's rule that makes deletions final.
+const LifecycleRuleID = "postbox-expire-deleted"
+
+// expireDeleted is the bucket's lifecycle: versions that are no longer
+// current (deleted or replaced objects, staging segments) go after days,
+// and delete markers with nothing left behind them go too.
+func expireDeleted(days int) *lifecycle.Configuration {
+	return &lifecycle.Configuration{Rules: []lifecycle.Rule{{
+		ID:                          LifecycleRuleID,
+		Status:                      "Enabled",
+		NoncurrentVersionExpiration: lifecycle.NoncurrentVersionExpiration{NoncurrentDays: lifecycle.ExpirationDays(days)},
+		Expiration:                  lifecycle.Expiration{DeleteMarker: true},
+	}}}
 }
 
 func errCode(err error) string {

@@ -69,6 +69,23 @@ func TestBucketSettings(t *testing.T) {
 	if len(enc.Rules) != 1 || enc.Rules[0].Apply.SSEAlgorithm != "AES256" {
 		t.Errorf("default encryption %+v, want one rule with SSE-S3 (AES256)", enc.Rules)
 	}
+	// Deletions must become final: a lifecycle rule drops versions that are
+	// no longer current after the configured days, and bare delete markers.
+	s.KeepDeleted(7)
+	if err := s.EnsureBucket(ctx); err != nil {
+		t.Fatalf("EnsureBucket with 7 days: %v", err)
+	}
+	lc, err := s.core.GetBucketLifecycle(ctx, s.bucket)
+	if err != nil {
+		t.Fatalf("GetBucketLifecycle: %v", err)
+	}
+	if len(lc.Rules) != 1 {
+		t.Fatalf("lifecycle rules %+v, want exactly ours", lc.Rules)
+	}
+	r := lc.Rules[0]
+	if r.ID != LifecycleRuleID || r.Status != "Enabled" || r.NoncurrentVersionExpiration.NoncurrentDays != 7 || !bool(r.Expiration.DeleteMarker) {
+		t.Errorf("lifecycle rule %+v: want %s enabled, noncurrent versions expire after 7 days, expired delete markers removed", r, LifecycleRuleID)
+	}
 }
 
 // TestObjectsEncrypted checks each write path: single PUT, streamed PUT of
