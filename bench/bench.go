@@ -185,7 +185,7 @@ var steps = map[string]struct {
 	fn    stepFunc
 	limit time.Duration // whole step, full size
 }{
-	"upload":        {stepUpload, 14 * time.Minute},
+	"upload":        {stepUpload, 16 * time.Minute},
 	"events":        {stepEvents, 3 * time.Minute},
 	"notifications": {stepNotifications, 90 * time.Second},
 	"logins":        {stepLogins, 2 * time.Minute},
