@@ -36,6 +36,7 @@ type options struct {
 	user, password string
 	tls            *tls.Config
 	dialTimeout    time.Duration
+	readTimeout    time.Duration
 	lazy           bool
 }
 
@@ -57,6 +58,13 @@ func Lazy() Option { return func(o *options) { o.lazy = true } }
 // WithDialTimeout bounds connecting (default 5 s).
 func WithDialTimeout(d time.Duration) Option { return func(o *options) { o.dialTimeout = d } }
 
+// WithReadTimeout bounds each wait for the server's next packet (default
+// 30 s; clickhouse-go's own is 5 min). A server that accepts connections
+// but never answers then fails an append within this time, and the events
+// wait in the outbox for the next try instead of holding the shipper.
+// Long queries are not cut: the server sends progress while it works.
+func WithReadTimeout(d time.Duration) Option { return func(o *options) { o.readTimeout = d } }
+
 var identRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 
 // Open connects to the server at addr (host:port of the native TCP port) and
@@ -69,7 +77,7 @@ func Open(ctx context.Context, addr, database string, opts ...Option) (*Store, e
 	if !identRE.MatchString(database) {
 		return nil, fmt.Errorf("clickhouse: database name %q: want letters, digits and _", database)
 	}
-	o := options{user: "default", dialTimeout: 5 * time.Second}
+	o := options{user: "default", dialTimeout: 5 * time.Second, readTimeout: 30 * time.Second}
 	for _, opt := range opts {
 		opt(&o)
 	}
@@ -78,6 +86,7 @@ func Open(ctx context.Context, addr, database string, opts ...Option) (*Store, e
 		Auth:            ch.Auth{Username: o.user, Password: o.password}, // no Database: it may not exist yet
 		TLS:             o.tls,
 		DialTimeout:     o.dialTimeout,
+		ReadTimeout:     o.readTimeout,
 		MaxOpenConns:    8,
 		MaxIdleConns:    4,
 		ConnMaxLifetime: time.Hour,

@@ -78,6 +78,14 @@ func (p *proc) kill() {
 	<-p.done
 }
 
+// signal sends sig to the process group.
+func (p *proc) signal(t testing.TB, sig syscall.Signal) {
+	t.Helper()
+	if err := syscall.Kill(-p.cmd.Process.Pid, sig); err != nil {
+		t.Fatalf("signal %v: %v", sig, err)
+	}
+}
+
 func (p *proc) exited() bool {
 	select {
 	case <-p.done:
@@ -246,6 +254,13 @@ func (c *PrivateClickHouse) Start() {
 
 // Stop kills the server (SIGKILL), as a crash would.
 func (c *PrivateClickHouse) Stop() { c.p.kill(); c.p = nil }
+
+// Pause freezes the server (SIGSTOP to its process group), as a hung host
+// does: open connections stay open, nothing answers. Resume thaws it.
+func (c *PrivateClickHouse) Pause() { c.p.signal(c.t, syscall.SIGSTOP) }
+
+// Resume continues a paused server.
+func (c *PrivateClickHouse) Resume() { c.p.signal(c.t, syscall.SIGCONT) }
 
 // -------------------------------------------------------------- maildev
 
