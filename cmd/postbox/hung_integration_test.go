@@ -27,6 +27,8 @@ func TestPostgresHung(t *testing.T) {
 	p := c.newPerson(nil)
 	pc := c.login(p, srv)
 	pc.must("PUT", srv.url("/api/draft"), map[string]string{"case_type": "hilfsmittel", "subject": "Rollator"}, 200)
+	doc, _ := pdf(2 << 20)
+	up := pc.create(srv, int64(len(doc)), "verordnung.pdf")
 
 	pg.Pause()
 	resumed := false
@@ -45,7 +47,14 @@ func TestPostgresHung(t *testing.T) {
 		err  error
 		took time.Duration
 	}
-	api, page := make(chan result, 1), make(chan result, 1)
+	api, page, chunk := make(chan result, 1), make(chan result, 1), make(chan result, 1)
+	go func() {
+		// An upload request streams its body and has no request deadline:
+		// its session and upload lookups are bounded in the store.
+		start := time.Now()
+		a, err := pc.patch(ctx, srv, up, 0, bytes.NewReader(doc[:1<<20]), 1<<20)
+		chunk <- result{a, err, time.Since(start)}
+	}()
 	go func() {
 		start := time.Now()
 		a, err := pc.do(ctx, "GET", srv.url("/api/draft"), nil, 0, nil)
@@ -83,6 +92,16 @@ func TestPostgresHung(t *testing.T) {
 		t.Fatalf("PIN page while the database hangs: %d\n%s", r.a.status, tailString(string(r.a.body), 1500))
 	}
 
+	r = <-chunk
+	if r.err != nil {
+		t.Fatalf("PATCH while the database hangs: no answer: %v", r.err)
+	}
+	t.Logf("upload chunk answered %d after %v", r.a.status, r.took.Round(100*time.Millisecond))
+	unavailable(t, "PATCH while the database hangs", r.a)
+	if r.took > time.Minute {
+		t.Errorf("PATCH while the database hangs answered only after %v", r.took.Round(time.Second))
+	}
+
 	pg.Resume()
 	resumed = true
 	waitReady(t, srv, 60*time.Second)
@@ -102,6 +121,13 @@ func TestPostgresHung(t *testing.T) {
 		t.Fatalf("draft after the database thawed: %+v, want the subject typed before", d)
 	}
 	pc.must("PUT", srv.url("/api/draft"), map[string]string{"case_type": "hilfsmittel", "subject": "Rollator mit Sitz"}, 200)
+	// The refused chunk changed nothing; the upload goes on from 0.
+	if off := pc.offset(srv, up); off != 0 {
+		t.Fatalf("offset after the refused chunk: %d, want 0", off)
+	}
+	if a, err := pc.patch(context.Background(), srv, up, 0, bytes.NewReader(doc), int64(len(doc))); err != nil || a.status != http.StatusNoContent {
+		t.Fatalf("PATCH after the database thawed: %d %v %s", a.status, err, a.body)
+	}
 	pc.must("GET", srv.url("/api/draft"), nil, 200).json(t, &d)
 	if d.Draft.Subject != "Rollator mit Sitz" {
 		t.Fatalf("draft stored after the database thawed: %+v", d)

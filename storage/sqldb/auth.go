@@ -59,10 +59,14 @@ func scanSession(row interface{ Scan(...any) error }) (auth.Session, error) {
 }
 
 func (a authStore) SessionByTokenHash(ctx context.Context, hash string) (auth.Session, error) {
+	ctx, cancel := bounded(ctx)
+	defer cancel()
 	return scanSession(a.s.db.QueryRowContext(ctx, a.s.rebind(`SELECT `+sessionColumns+sessionFrom+` WHERE s.token_hash = $1`), hash))
 }
 
 func (a authStore) TouchSession(ctx context.Context, id string, at time.Time) error {
+	ctx, cancel := bounded(ctx)
+	defer cancel()
 	_, err := a.s.db.ExecContext(ctx, a.s.rebind(`UPDATE auth_sessions SET last_seen_at = $1 WHERE id = $2 AND last_seen_at < $1`), micros(at), id)
 	if err != nil {
 		return fmt.Errorf("touch session: %w", err)

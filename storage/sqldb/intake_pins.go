@@ -174,6 +174,8 @@ func (t pinTx) CreatePINSession(ctx context.Context, s intake.PINSession) error 
 }
 
 func (p pinStore) ReadPINSession(ctx context.Context, idHash string) (intake.PINSession, error) {
+	ctx, cancel := bounded(ctx)
+	defer cancel()
 	return scanPINSession(p.s.db.QueryRowContext(ctx, p.s.rebind(pinSessionQuery), idHash))
 }
 

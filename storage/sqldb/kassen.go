@@ -75,6 +75,8 @@ func scanKasse(row interface{ Scan(...any) error }) (kasse.Kasse, error) {
 
 // Kasse returns one tenant.
 func (s *Store) Kasse(ctx context.Context, id string) (kasse.Kasse, error) {
+	ctx, cancel := bounded(ctx)
+	defer cancel()
 	k, err := scanKasse(s.db.QueryRowContext(ctx, s.rebind(`SELECT `+kasseColumns+` FROM kassen WHERE id = $1`), id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return k, fmt.Errorf("kasse %s: %w", id, kasse.ErrNotFound)

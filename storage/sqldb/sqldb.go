@@ -109,6 +109,22 @@ func (t *Tx) Now() time.Time { return t.s.now() }
 // Migrations are exempt (longTx): building an index may take longer.
 const TxTimeout = time.Minute
 
+// StatementTimeout bounds a single statement outside a transaction when
+// its context has no deadline: upload requests stream their body and get
+// no request deadline, yet their session, lease and upload lookups must
+// not wait forever on a frozen database host.
+const StatementTimeout = 15 * time.Second
+
+// bounded returns ctx, or ctx with StatementTimeout when it has no
+// deadline. Only for calls that are done when they return (Exec, or
+// QueryRow with its Scan inside the call).
+func bounded(ctx context.Context) (context.Context, context.CancelFunc) {
+	if _, ok := ctx.Deadline(); ok {
+		return ctx, func() {}
+	}
+	return context.WithTimeout(ctx, StatementTimeout)
+}
+
 type longTxKey struct{}
 
 // longTx marks a context whose transactions InTx does not bound.

@@ -176,6 +176,8 @@ func (t *Tx) recordAll(ctx context.Context, events []audit.Event) error {
 
 // UploadByID implements intake.UploadStore.
 func (s *Store) UploadByID(ctx context.Context, id string) (intake.Upload, error) {
+	ctx, cancel := bounded(ctx)
+	defer cancel()
 	u, err := scanIntakeUpload(s.db.QueryRowContext(ctx, s.rebind(`SELECT `+intakeUploadColumns+` FROM uploads WHERE id = $1`), id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return u, intake.ErrUploadNotFound
@@ -191,6 +193,8 @@ func (s *Store) UploadByID(ctx context.Context, id string) (intake.Upload, error
 // exactly one wins, on any number of replicas.
 func (s *Store) LockUpload(ctx context.Context, tenantID, personID, id, owner string, until, now time.Time) (intake.Upload, error) {
 	// One statement, no transaction: it runs on every PATCH.
+	ctx, cancel := bounded(ctx)
+	defer cancel()
 	u, err := scanIntakeUpload(s.db.QueryRowContext(ctx, s.rebind(`UPDATE uploads SET lock_owner = $1, lock_until = $2
 		WHERE id = $3 AND tenant_id = $4 AND person_id = $5 AND (lock_owner IS NULL OR lock_until < $6)
 		RETURNING `+intakeUploadColumns), owner, micros(until), id, tenantID, personID, micros(now)))
@@ -213,6 +217,8 @@ func (s *Store) LockUpload(ctx context.Context, tenantID, personID, id, owner st
 
 // RenewUploadLock implements intake.UploadStore.
 func (s *Store) RenewUploadLock(ctx context.Context, id, owner string, until time.Time) error {
+	ctx, cancel := bounded(ctx)
+	defer cancel()
 	res, err := s.db.ExecContext(ctx, s.rebind(`UPDATE uploads SET lock_until = $1 WHERE id = $2 AND lock_owner = $3`), micros(until), id, owner)
 	if err != nil {
 		return fmt.Errorf("renew upload lock: %w", err)
@@ -225,6 +231,8 @@ func (s *Store) RenewUploadLock(ctx context.Context, id, owner string, until tim
 
 // UnlockUpload implements intake.UploadStore.
 func (s *Store) UnlockUpload(ctx context.Context, id, owner string) error {
+	ctx, cancel := bounded(ctx)
+	defer cancel()
 	_, err := s.db.ExecContext(ctx, s.rebind(`UPDATE uploads SET lock_owner = NULL, lock_until = 0 WHERE id = $1 AND lock_owner = $2`), id, owner)
 	if err != nil {
 		return fmt.Errorf("unlock upload: %w", err)
@@ -422,6 +430,8 @@ func (t *Tx) MarkUploadsFinal(ctx context.Context, tenantID, personID string, up
 
 // UploadByIdempotencyKey implements intake.UploadStore.
 func (s *Store) UploadByIdempotencyKey(ctx context.Context, tenantID, personID, key string) (intake.Upload, error) {
+	ctx, cancel := bounded(ctx)
+	defer cancel()
 	u, err := scanIntakeUpload(s.db.QueryRowContext(ctx, s.rebind(`SELECT `+intakeUploadColumns+` FROM uploads
 		WHERE tenant_id = $1 AND person_id = $2 AND idempotency_key = $3`), tenantID, personID, key))
 	if errors.Is(err, sql.ErrNoRows) || key == "" {
@@ -435,6 +445,8 @@ func (s *Store) UploadByIdempotencyKey(ctx context.Context, tenantID, personID, 
 
 // ReleaseIdempotencyKey implements intake.UploadStore.
 func (s *Store) ReleaseIdempotencyKey(ctx context.Context, id, key string) error {
+	ctx, cancel := bounded(ctx)
+	defer cancel()
 	if _, err := s.db.ExecContext(ctx, s.rebind(`UPDATE uploads SET idempotency_key = '', idempotency_digest = ''
 		WHERE id = $1 AND idempotency_key = $2`), id, key); err != nil {
 		return fmt.Errorf("release idempotency key of upload %s: %w", id, err)
