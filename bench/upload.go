@@ -177,7 +177,7 @@ func (r *run) uploadPlan() uploadPlan {
 		return uploadPlan{points: []uploadPoint{
 			{w: wl(8, mib, 1), chunks: []int64{wholeFile, 5 * mib}},
 			{w: wl(8, mib, 8), chunks: []int64{wholeFile, 5 * mib}},
-			{w: wl(4, mib, 1), chunks: []int64{mib / 4}},
+			{w: wl(4, 2*mib, 1), chunks: []int64{mib}},
 			{w: wl(1, 8*mib, 1), chunks: []int64{wholeFile, 5 * mib}, directParts: 5 * mib},
 			{w: wl(2, 8*mib, 2), chunks: []int64{5 * mib}},
 		}, huge: wl(1, 16*mib, 1)}
