@@ -27,6 +27,13 @@ import (
 // holds one in memory; 16 MiB still allows objects up to 156 GiB.
 const streamPartSize = 16 << 20
 
+// maxSinglePut is S3's limit for one PUT; minPartSize is the smallest part
+// size minio-go accepts as an option.
+const (
+	maxSinglePut = 5 << 30
+	minPartSize  = 5 << 20
+)
+
 // pingTimeout keeps /readyz fast when the server hangs.
 const pingTimeout = 3 * time.Second
 
@@ -186,8 +193,13 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader, size int64) (i
 		}
 	}
 	opts := putOptions()
-	if size < 0 {
+	switch {
+	case size < 0:
 		opts.PartSize = streamPartSize
+	case size <= maxSinglePut:
+		// One streamed PUT: minio-go cuts a known size above its 16 MiB
+		// default into parts and holds each in memory while sending it.
+		opts.PartSize = uint64(max(size, minPartSize))
 	}
 	info, err := s.core.Client.PutObject(ctx, s.bucket, key, newExactReader(ctx, r, size), size, opts)
 	if err != nil {

@@ -6,6 +6,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"io"
 	"strings"
 	"testing"
 	"time"
@@ -120,6 +121,28 @@ func TestObjectsEncrypted(t *testing.T) {
 		}
 	}
 }
+
+// A Put of known size goes out as one streamed PUT, not as parts minio-go
+// would buffer in memory (a multipart ETag ends in "-<parts>").
+func TestPutKnownSizeIsOnePUT(t *testing.T) {
+	s := newTestStore(t)
+	const size = 40 << 20
+	info, err := s.Put(t.Context(), "one/put", io.LimitReader(zeros{}, size), size)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.Size != size || strings.Contains(info.ETag, "-") {
+		t.Errorf("Put of %d bytes: %+v, want that size and a single-PUT ETag", size, info)
+	}
+	st, err := s.Stat(t.Context(), "one/put")
+	if err != nil || st.Size != size || strings.Contains(st.ETag, "-") {
+		t.Errorf("Stat = %+v, %v; want %d bytes stored by one PUT", st, err, size)
+	}
+}
+
+type zeros struct{}
+
+func (zeros) Read(p []byte) (int, error) { clear(p); return len(p), nil }
 
 // Versioning keeps what Delete removed until a lifecycle rule expires it:
 // the latest version is gone, the data is not.
