@@ -1,7 +1,6 @@
 package web
 
 import (
-	"bufio"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
@@ -175,15 +174,7 @@ func finishUnread(c *fiber.Ctx) {
 		left = cl - n
 	}
 	// A large rest, or one of unknown length (chunked): close lingering.
-	fctx.Response.SetConnectionClose()
-	fctx.HijackSetNoResponse(true)
-	fctx.Hijack(func(conn net.Conn) {
-		w := bufio.NewWriter(conn)
-		if err := fctx.Response.Write(w); err != nil || w.Flush() != nil {
-			return
-		}
-		linger(conn, left)
-	})
+	closeLingering(fctx, left)
 }
 
 // RetryAfterUnavailable is the Retry-After (seconds) of a 503 answered while

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/gofiber/fiber/v2"
+	"github.com/valyala/fasthttp"
 
 	"postbox/intake"
 )
@@ -156,10 +157,16 @@ func finishBody(c *fiber.Ctx, body *countingReader, cl int64) {
 	if cl >= 0 {
 		left = cl - body.n
 	}
-	// fasthttp writes no answer for a hijacked request told so, and keeps
-	// the request context valid until the hijack handler returns; the
-	// fiber.Ctx must not be used there.
-	fctx := c.Context()
+	closeLingering(c.Context(), left)
+}
+
+// closeLingering sends the answer with "Connection: close", then reads and
+// drops up to left bytes the client still sends (linger) before closing,
+// so the kernel does not reset the connection under the answer. fasthttp
+// writes no answer of its own for a hijacked request told so, and keeps the
+// request context valid until the hijack handler returns; the fiber.Ctx
+// must not be used there.
+func closeLingering(fctx *fasthttp.RequestCtx, left int64) {
 	fctx.Response.SetConnectionClose()
 	fctx.HijackSetNoResponse(true)
 	fctx.Hijack(func(conn net.Conn) {
