@@ -61,6 +61,19 @@ type BlobStore interface {
 // MinPartSize is the smallest size of a multipart part other than the last.
 const MinPartSize = 5 << 20
 
+// MaxCopyPartSize is the largest object a PartCopier copies into one part
+// (S3's limit for UploadPartCopy).
+const MaxCopyPartSize = 5 << 30
+
+// PartCopier is a BlobStore that can make a part of a multipart upload out
+// of a whole stored object without the bytes leaving the store (S3
+// UploadPartCopy). Joining partial uploads uses it when the store has it.
+type PartCopier interface {
+	// CopyPart writes part number n (1-based) of the multipart upload as a
+	// copy of the object srcKey, which has size bytes.
+	CopyPart(ctx context.Context, key, uploadID string, n int, srcKey string, size int64) (Part, error)
+}
+
 // ErrInvalidBlobKey is returned for a key outside the BlobStore rules.
 var ErrInvalidBlobKey = errors.New("invalid blob key")
 

@@ -84,6 +84,10 @@ type TusConfig struct {
 	// ErrInsufficientStorage answer 507; what was written of the piece in
 	// flight is dropped and the offset stays where it was. nil: ENOSPC only.
 	Full func(error) bool
+	// StagingCacheBytes bounds the memory that keeps copies of the staging
+	// segments this process wrote (see stagingCache); 0 uses
+	// DefaultStagingCacheBytes, negative turns the cache off.
+	StagingCacheBytes int64
 }
 
 // ErrInsufficientStorage is returned by TusConfig.Space when the volume has
@@ -93,7 +97,8 @@ var ErrInsufficientStorage = errors.New("insufficient storage")
 // TusHandler speaks tus 1.0.0 over any HTTP framework: the web layer turns
 // a request into a TusRequest and writes the TusResponse.
 type TusHandler struct {
-	cfg TusConfig
+	cfg    TusConfig
+	staged *stagingCache
 }
 
 // NewTusHandler fills in defaults.
@@ -116,7 +121,7 @@ func NewTusHandler(cfg TusConfig) *TusHandler {
 	if cfg.BasePath == "" {
 		cfg.BasePath = "/api/uploads/"
 	}
-	return &TusHandler{cfg: cfg}
+	return &TusHandler{cfg: cfg, staged: newStagingCache(cfg.StagingCacheBytes)}
 }
 
 // TusRequest is one HTTP request to the upload endpoint.
@@ -367,10 +372,6 @@ func validID(id string) bool {
 
 // BlobKey is where an upload's object lives.
 func BlobKey(tenantID, id string) string { return "intake/" + tenantID + "/" + id + "/file" }
-
-func stagingKey(u *Upload, seq int64) string {
-	return "intake/" + u.TenantID + "/" + u.ID + "/staging-" + strconv.FormatInt(seq, 10)
-}
 
 func (h *TusHandler) event(r *TusRequest, typ string, u *Upload, outcome audit.Outcome, details map[string]any) audit.Event {
 	d := "{}"
@@ -681,7 +682,7 @@ func (h *TusHandler) abortBlobs(u *Upload) {
 		}
 	}
 	for _, s := range u.Staging {
-		if err := h.cfg.Blobs.Delete(ctx, s.Key); err != nil {
+		if err := h.deleteStaging(ctx, s.Key); err != nil {
 			h.cfg.Logger.Warn("delete staging blob", "upload_id", u.ID, "err", err)
 		}
 	}
@@ -951,7 +952,7 @@ func (h *TusHandler) dropBlobs(ctx context.Context, u *Upload) error {
 		}
 	}
 	for _, s := range u.Staging {
-		if err := h.cfg.Blobs.Delete(ctx, s.Key); err != nil {
+		if err := h.deleteStaging(ctx, s.Key); err != nil {
 			return fmt.Errorf("delete staging: %w", err)
 		}
 	}

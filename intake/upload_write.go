@@ -181,7 +181,7 @@ func (w *writer) discard(ctx context.Context, committed Upload) {
 	if w.ck != nil {
 		*w.u = committed
 		for _, s := range w.newStaging {
-			if err := w.h.cfg.Blobs.Delete(context.WithoutCancel(ctx), s.Key); err != nil {
+			if err := w.h.deleteStaging(context.WithoutCancel(ctx), s.Key); err != nil {
 				w.h.cfg.Logger.Warn("delete staging blob", "upload_id", w.u.ID, "err", err)
 			}
 		}
@@ -226,7 +226,7 @@ func (w *writer) detect(ctx context.Context, br *bufio.Reader, n int64) error {
 func (w *writer) stagedHead(ctx context.Context) ([]byte, error) {
 	var head []byte
 	for _, s := range w.u.Staging {
-		rc, _, err := w.h.cfg.Blobs.Get(ctx, s.Key)
+		rc, err := w.h.openStaging(ctx, s)
 		if err != nil {
 			return nil, fmt.Errorf("read staging: %w", err)
 		}
@@ -337,59 +337,6 @@ func (w *writer) pump(ctx context.Context, n int64) error {
 	}
 }
 
-// stagingReader streams the staging segments in order, opening one at a
-// time, and checks each has the recorded size.
-type stagingReader struct {
-	ctx   context.Context
-	blobs BlobStore
-	segs  []StagingSegment
-	cur   io.ReadCloser
-	left  int64
-}
-
-func (s *stagingReader) Read(p []byte) (int, error) {
-	for {
-		if s.cur == nil {
-			if len(s.segs) == 0 {
-				return 0, io.EOF
-			}
-			rc, info, err := s.blobs.Get(s.ctx, s.segs[0].Key)
-			if err != nil {
-				return 0, fmt.Errorf("staging segment: %w", err)
-			}
-			if info.Size != s.segs[0].Size {
-				rc.Close()
-				return 0, fmt.Errorf("staging segment has %d bytes, recorded %d", info.Size, s.segs[0].Size)
-			}
-			s.cur, s.left = rc, s.segs[0].Size
-		}
-		if len(p) > int(min(s.left, 1<<30)) {
-			p = p[:s.left]
-		}
-		n, err := s.cur.Read(p)
-		s.left -= int64(n)
-		if err == io.EOF || s.left == 0 {
-			if s.left != 0 {
-				return n, fmt.Errorf("staging segment ended early: %w", io.ErrUnexpectedEOF)
-			}
-			s.close()
-			s.segs = s.segs[1:]
-			if n == 0 {
-				continue
-			}
-			return n, nil
-		}
-		return n, err
-	}
-}
-
-func (s *stagingReader) close() {
-	if s.cur != nil {
-		s.cur.Close()
-		s.cur = nil
-	}
-}
-
 // putPart writes the next part: all staging segments, then take bytes of src.
 func (w *writer) putPart(ctx context.Context, src io.Reader, take int64) error {
 	u := w.u
@@ -399,7 +346,7 @@ func (w *writer) putPart(ctx context.Context, src io.Reader, take int64) error {
 		return w.putWhole(ctx, r, take)
 	}
 	if len(u.Staging) > 0 {
-		sr := &stagingReader{ctx: ctx, blobs: w.h.cfg.Blobs, segs: append([]StagingSegment(nil), u.Staging...)}
+		sr := &stagingReader{ctx: ctx, h: w.h, segs: append([]StagingSegment(nil), u.Staging...)}
 		defer sr.close()
 		r = io.MultiReader(sr, r)
 	}
@@ -468,15 +415,25 @@ func (w *writer) putStaging(ctx context.Context, src io.Reader, k int64) error {
 	size := k
 	merge := len(u.Staging) >= maxStagingSegments
 	if merge {
-		sr := &stagingReader{ctx: ctx, blobs: w.h.cfg.Blobs, segs: append([]StagingSegment(nil), u.Staging...)}
+		sr := &stagingReader{ctx: ctx, h: w.h, segs: append([]StagingSegment(nil), u.Staging...)}
 		defer sr.close()
 		r = io.MultiReader(sr, r)
 		size += u.stagingSize()
 	}
 	seq := u.StagingSeq + 1
-	seg := StagingSegment{Key: stagingKey(u, seq), Size: size}
+	seg := StagingSegment{Key: StagingKey(u.TenantID, u.ID, seq), Size: size, Tag: newStagingTag()}
+	// Keep a copy for the part that will consume the segment; the copy is
+	// only used once the store has the segment (the Put returned).
+	var kept *bytes.Buffer
+	if w.h.staged.fits(size) {
+		kept = bytes.NewBuffer(make([]byte, 0, size))
+		r = io.TeeReader(r, kept)
+	}
 	if _, err := w.h.cfg.Blobs.Put(ctx, seg.Key, r, size); err != nil {
 		return fmt.Errorf("put staging: %w", err)
+	}
+	if kept != nil && int64(kept.Len()) == size {
+		w.h.staged.put(seg.Key, seg.Tag, kept.Bytes())
 	}
 	u.StagingSeq = seq
 	if merge {
@@ -513,7 +470,7 @@ func (w *writer) commit(ctx context.Context, events ...audit.Event) error {
 	w.committed = *u
 	w.newStaging = nil
 	for _, s := range w.dropped {
-		if err := w.h.cfg.Blobs.Delete(context.WithoutCancel(ctx), s.Key); err != nil {
+		if err := w.h.deleteStaging(context.WithoutCancel(ctx), s.Key); err != nil {
 			w.h.cfg.Logger.Warn("delete staging blob", "upload_id", u.ID, "err", err)
 		}
 	}
@@ -746,10 +703,13 @@ func (h *TusHandler) createFinal(ctx context.Context, r *TusRequest, s kasse.Set
 	}
 	hctx, release := h.hold(ctx, u.ID, owner)
 	defer release()
-	cr := *r
-	cr.Body = &partialsReader{ctx: hctx, blobs: h.cfg.Blobs, parts: partials}
-	cr.ContentLength = total
-	werr := h.write(hctx, &cr, &u, owner, s, nil)
+	joined, werr := h.joinInStore(hctx, r, &u, owner, s, partials)
+	if !joined {
+		cr := *r
+		cr.Body = &partialsReader{ctx: hctx, blobs: h.cfg.Blobs, parts: partials}
+		cr.ContentLength = total
+		werr = h.write(hctx, &cr, &u, owner, s, nil)
+	}
 	if errors.Is(werr, errClientGone) {
 		// The "body" is our own storage here, not a client.
 		werr = errors.New("read partial uploads for concatenation")
@@ -783,6 +743,73 @@ func (h *TusHandler) createFinal(ctx context.Context, r *TusRequest, s kasse.Set
 	return resp, nil
 }
 
+// joinInStore joins the partials inside the blob store when it can copy
+// parts and every partial but the last fills a part: each becomes one part
+// of the final object by a server-side copy, and postbox reads the bytes
+// once, for the type check and the SHA-256, instead of reading them and
+// writing them again. joined is false when it did not apply (nothing was
+// done; the caller streams the bytes instead).
+func (h *TusHandler) joinInStore(ctx context.Context, r *TusRequest, u *Upload, owner string, s kasse.Settings, partials []*Upload) (joined bool, err error) {
+	pc, ok := h.cfg.Blobs.(PartCopier)
+	if !ok || u.Length < SniffLen {
+		return false, nil
+	}
+	for i, p := range partials {
+		if p.Length > MaxCopyPartSize || p.Length < 1 || i < len(partials)-1 && p.Length < MinPartSize {
+			return false, nil
+		}
+	}
+	w := &writer{h: h, r: r, u: u, owner: owner, settings: s, sum: sha256.New(), committed: *u}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	pr := &partialsReader{ctx: ctx, blobs: h.cfg.Blobs, parts: append([]*Upload(nil), partials...)}
+	defer pr.close()
+	br := bufio.NewReaderSize(pr, 4096)
+	head, err := br.Peek(SniffLen)
+	if err != nil {
+		return true, fmt.Errorf("read partial uploads: %w", err)
+	}
+	if err := w.decide(ctx, head); err != nil {
+		return true, err
+	}
+	if err := w.ensureMultipart(ctx); err != nil {
+		return true, err
+	}
+	// Hash while the store copies: both read the same partials.
+	hashed := make(chan error, 1)
+	go func() {
+		n, err := io.Copy(w.sum, br)
+		if err == nil && n != u.Length {
+			err = fmt.Errorf("partial uploads hold %d bytes, recorded %d", n, u.Length)
+		}
+		hashed <- err
+	}()
+	var copyErr error
+	for i, p := range partials {
+		part, err := pc.CopyPart(ctx, u.BlobKey, u.MultipartID, i+1, p.BlobKey, p.Length)
+		if err != nil {
+			copyErr = fmt.Errorf("copy partial upload %s: %w", p.ID, err)
+			cancel()
+			break
+		}
+		u.Parts = append(u.Parts, StoredPart{Number: part.Number, ETag: part.ETag, Size: part.Size})
+	}
+	if herr := <-hashed; copyErr == nil && herr != nil {
+		copyErr = fmt.Errorf("hash partial uploads: %w", herr)
+	}
+	if copyErr != nil {
+		u.Parts = nil
+		return true, copyErr
+	}
+	u.Offset = u.Length
+	u.SHA256 = hex.EncodeToString(w.sum.Sum(nil))
+	u.Status = StatusCompleting
+	if err := w.commit(ctx); err != nil {
+		return true, err
+	}
+	return true, h.complete(ctx, r, u, owner, s)
+}
+
 // partialsReader streams the objects of the partial uploads in order.
 type partialsReader struct {
 	ctx   context.Context
@@ -809,8 +836,7 @@ func (p *partialsReader) Read(b []byte) (int, error) {
 		}
 		n, err := p.cur.Read(b)
 		if err == io.EOF {
-			p.cur.Close()
-			p.cur = nil
+			p.close()
 			p.parts = p.parts[1:]
 			if n == 0 {
 				continue
@@ -818,5 +844,12 @@ func (p *partialsReader) Read(b []byte) (int, error) {
 			return n, nil
 		}
 		return n, err
+	}
+}
+
+func (p *partialsReader) close() {
+	if p.cur != nil {
+		p.cur.Close()
+		p.cur = nil
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -605,57 +606,19 @@ func runTusProtocolCases(t *testing.T, factory tusBackendFactory) {
 		}
 	})
 
-	t.Run("concatenation joins partial uploads in order (parallel uploads)", func(t *testing.T) {
-		f := newTusFixture(t, factory)
-		data := doc("pdf", 13*mib+5, 20)
-		cuts := []int{0, 6 * mib, 7*mib + 1, len(data)} // second part smaller than a multipart part
-		var urls []string
-		for i := 0; i+1 < len(cuts); i++ {
-			part := data[cuts[i]:cuts[i+1]]
-			resp := f.do("POST", TusPath, f.erika.ID, hdr{"Upload-Concat": "partial", "Upload-Length": strconv.Itoa(len(part))}, nil)
-			if resp.StatusCode != http.StatusCreated {
-				t.Fatalf("partial %d: %d", i, resp.StatusCode)
-			}
-			pid := idOf(t, resp.Header.Get("Location"))
-			f.send(f.erika.ID, pid, part, 0, 2*mib)
-			if h := f.do("HEAD", TusPath+"/"+pid, f.erika.ID, nil, nil); h.Header.Get("Upload-Concat") != "partial" {
-				t.Fatalf("HEAD partial: Upload-Concat %q", h.Header.Get("Upload-Concat"))
-			}
-			urls = append(urls, "http://example.invalid"+TusPath+"/"+pid)
-		}
-		if list := f.list(f.erika.ID); len(list) != 0 {
-			t.Fatalf("partials are listed as files: %d", len(list))
-		}
-		resp := f.do("POST", TusPath, f.erika.ID, hdr{"Upload-Concat": "final;" + strings.Join(urls, " "), "Upload-Metadata": metadata("filename", "gesamt.pdf")}, nil)
-		if resp.StatusCode != http.StatusCreated {
-			t.Fatalf("final: %d %s", resp.StatusCode, readProblem(t, resp).Detail)
-		}
-		id := idOf(t, resp.Header.Get("Location"))
-		h := f.do("HEAD", TusPath+"/"+id, f.erika.ID, nil, nil)
-		if h.Header.Get("Upload-Offset") != strconv.Itoa(len(data)) || h.Header.Get("Upload-Length") != strconv.Itoa(len(data)) ||
-			!strings.HasPrefix(h.Header.Get("Upload-Concat"), "final;"+TusPath+"/") {
-			t.Fatalf("HEAD final: offset %q length %q concat %q", h.Header.Get("Upload-Offset"), h.Header.Get("Upload-Length"), h.Header.Get("Upload-Concat"))
-		}
-		if got := f.stored(id); !bytes.Equal(got, data) {
-			t.Fatal("joined object differs from the source")
-		}
-		if u := f.row(id); u.SHA256 != sha(data) || u.Status != intake.StatusComplete || u.Filename != "gesamt.pdf" {
-			t.Fatalf("final upload %+v", u)
-		}
-		if r := f.patch(f.erika.ID, id, int64(len(data)), nil, nil); r.StatusCode != http.StatusForbidden {
-			t.Errorf("PATCH to a final upload: %d, want 403", r.StatusCode)
-		}
-		for _, u := range urls {
-			pid := u[strings.LastIndexByte(u, '/')+1:]
-			if r := f.do("HEAD", TusPath+"/"+pid, f.erika.ID, nil, nil); r.StatusCode != http.StatusGone {
-				t.Errorf("HEAD of a joined partial: %d, want 410", r.StatusCode)
-			}
-			f.assertNoBlobs(f.row(pid))
-		}
-		if list := f.list(f.erika.ID); len(list) != 1 || list[0].ID != id || list[0].SHA256 != sha(data) {
-			t.Fatalf("list after concatenation: %+v", list)
-		}
-	})
+	for _, tc := range []struct {
+		name   string
+		cuts   []int // of a 13 MiB + 5 file
+		copies int   // parts the store copies, if it can
+	}{
+		// A partial smaller than a multipart part: the bytes go through postbox.
+		{"concatenation joins partial uploads in order (parallel uploads)", []int{0, 6 * mib, 7*mib + 1, 13*mib + 5}, 0},
+		// Every partial but the last fills a part: a store that copies parts
+		// (MinIO) joins them itself.
+		{"concatenation of partials that fill parts joins them in order", []int{0, 5 * mib, 10*mib + 3, 13*mib + 5}, 3},
+	} {
+		t.Run(tc.name, func(t *testing.T) { testConcatenation(t, factory, tc.cuts, tc.copies) })
+	}
 
 	t.Run("concatenation of an unfinished partial answers 400", func(t *testing.T) {
 		f := newTusFixture(t, factory)
@@ -707,6 +670,38 @@ func runTusProtocolCases(t *testing.T, factory tusBackendFactory) {
 		if !bytes.Equal(f.stored(id), data) || f.row(id).SHA256 != sha(data) {
 			t.Fatal("object or SHA-256 wrong after the restart")
 		}
+	})
+
+	t.Run("1 MiB chunks on two replicas in turn: exact file, only the other replica's segments are read back", func(t *testing.T) {
+		readsA, readsB := &stagingReads{}, &stagingReads{}
+		f := newTusFixture(t, factory, withBlobs(readsA.wrap))
+		a := f.replica()
+		db, blobs := f.be.Reopen(t)
+		f.start(db, blobs, withBlobs(readsB.wrap))
+		b := f.replica()
+		data := doc("pdf", 12*mib+3, 31)
+		f.use(a)
+		id := f.create(f.erika.ID, int64(len(data)), "a.pdf")
+		// Chunks 1–5 on A: four segments, then part 1 from them.
+		// Chunks 6–10 alternate B, A, B, A, B: B builds part 2 from its own
+		// segments 6 and 8 and A's 7 and 9. The rest goes to A.
+		on := []replica{a, a, a, a, a, b, a, b, a, b, a, a, a}
+		for i, off := 0, 0; off < len(data); i++ {
+			f.use(on[i])
+			end := min(off+mib, len(data))
+			f.send(f.erika.ID, id, data[:end], off, mib)
+			off = end
+		}
+		if !bytes.Equal(f.stored(id), data) || f.row(id).SHA256 != sha(data) {
+			t.Fatal("object or SHA-256 differ from what was sent")
+		}
+		if n := readsA.count(); n != 0 {
+			t.Errorf("replica A read %d staging segments back from the store, want 0 (it wrote all it used)", n)
+		}
+		if n := readsB.count(); n != 2 {
+			t.Errorf("replica B read %d staging segments back from the store, want 2 (the ones A wrote)", n)
+		}
+		f.assertNoStaging(f.row(id))
 	})
 
 	t.Run("virus scan: a clean file is released, malware is deleted and reported", func(t *testing.T) {
@@ -866,9 +861,95 @@ func (f *tusFixture) list(who string) []listed {
 func (f *tusFixture) assertNoStaging(u intake.Upload) {
 	f.t.Helper()
 	for n := int64(1); n <= u.StagingSeq+1; n++ {
-		key := "intake/" + u.TenantID + "/" + u.ID + "/staging-" + strconv.FormatInt(n, 10)
+		key := intake.StagingKey(u.TenantID, u.ID, n)
 		if _, err := f.blobs.Stat(context.Background(), key); !errors.Is(err, intake.ErrBlobNotFound) {
 			f.t.Errorf("staging segment %d of a completed upload still there (err %v)", n, err)
 		}
 	}
+}
+
+// testConcatenation sends a 13 MiB + 5 file as partial uploads cut at cuts
+// and joins them.
+func testConcatenation(t *testing.T, factory tusBackendFactory, cuts []int, copies int) {
+	cc := &copyCount{}
+	f := newTusFixture(t, factory, withBlobs(cc.wrap))
+	data := doc("pdf", 13*mib+5, 20)
+	var urls []string
+	for i := 0; i+1 < len(cuts); i++ {
+		part := data[cuts[i]:cuts[i+1]]
+		resp := f.do("POST", TusPath, f.erika.ID, hdr{"Upload-Concat": "partial", "Upload-Length": strconv.Itoa(len(part))}, nil)
+		if resp.StatusCode != http.StatusCreated {
+			t.Fatalf("partial %d: %d", i, resp.StatusCode)
+		}
+		pid := idOf(t, resp.Header.Get("Location"))
+		f.send(f.erika.ID, pid, part, 0, 2*mib)
+		if h := f.do("HEAD", TusPath+"/"+pid, f.erika.ID, nil, nil); h.Header.Get("Upload-Concat") != "partial" {
+			t.Fatalf("HEAD partial: Upload-Concat %q", h.Header.Get("Upload-Concat"))
+		}
+		urls = append(urls, "http://example.invalid"+TusPath+"/"+pid)
+	}
+	if list := f.list(f.erika.ID); len(list) != 0 {
+		t.Fatalf("partials are listed as files: %d", len(list))
+	}
+	resp := f.do("POST", TusPath, f.erika.ID, hdr{"Upload-Concat": "final;" + strings.Join(urls, " "), "Upload-Metadata": metadata("filename", "gesamt.pdf")}, nil)
+	if resp.StatusCode != http.StatusCreated {
+		t.Fatalf("final: %d %s", resp.StatusCode, readProblem(t, resp).Detail)
+	}
+	id := idOf(t, resp.Header.Get("Location"))
+	h := f.do("HEAD", TusPath+"/"+id, f.erika.ID, nil, nil)
+	if h.Header.Get("Upload-Offset") != strconv.Itoa(len(data)) || h.Header.Get("Upload-Length") != strconv.Itoa(len(data)) ||
+		!strings.HasPrefix(h.Header.Get("Upload-Concat"), "final;"+TusPath+"/") {
+		t.Fatalf("HEAD final: offset %q length %q concat %q", h.Header.Get("Upload-Offset"), h.Header.Get("Upload-Length"), h.Header.Get("Upload-Concat"))
+	}
+	if got := f.stored(id); !bytes.Equal(got, data) {
+		t.Fatal("joined object differs from the source")
+	}
+	if u := f.row(id); u.SHA256 != sha(data) || u.Status != intake.StatusComplete || u.Filename != "gesamt.pdf" {
+		t.Fatalf("final upload %+v", u)
+	}
+	if r := f.patch(f.erika.ID, id, int64(len(data)), nil, nil); r.StatusCode != http.StatusForbidden {
+		t.Errorf("PATCH to a final upload: %d, want 403", r.StatusCode)
+	}
+	for _, u := range urls {
+		pid := u[strings.LastIndexByte(u, '/')+1:]
+		if r := f.do("HEAD", TusPath+"/"+pid, f.erika.ID, nil, nil); r.StatusCode != http.StatusGone {
+			t.Errorf("HEAD of a joined partial: %d, want 410", r.StatusCode)
+		}
+		f.assertNoBlobs(f.row(pid))
+	}
+	if list := f.list(f.erika.ID); len(list) != 1 || list[0].ID != id || list[0].SHA256 != sha(data) {
+		t.Fatalf("list after concatenation: %+v", list)
+	}
+	if !cc.can {
+		copies = 0
+	}
+	if n := int(cc.n.Load()); n != copies {
+		t.Errorf("the store copied %d partials into parts, want %d", n, copies)
+	}
+}
+
+// copyCount counts the parts a store that can copy them copies.
+type copyCount struct {
+	can bool
+	n   atomic.Int32
+}
+
+func (c *copyCount) wrap(b intake.BlobStore) intake.BlobStore {
+	pc, ok := b.(intake.PartCopier)
+	if !ok {
+		return b
+	}
+	c.can = true
+	return &countingCopier{BlobStore: b, pc: pc, n: &c.n}
+}
+
+type countingCopier struct {
+	intake.BlobStore
+	pc intake.PartCopier
+	n  *atomic.Int32
+}
+
+func (c *countingCopier) CopyPart(ctx context.Context, key, uploadID string, n int, srcKey string, size int64) (intake.Part, error) {
+	c.n.Add(1)
+	return c.pc.CopyPart(ctx, key, uploadID, n, srcKey, size)
 }

@@ -303,7 +303,7 @@ func (f *tusFixture) assertNoBlobs(u intake.Upload) {
 		f.t.Errorf("object of %s still there (err %v)", u.ID, err)
 	}
 	for n := int64(1); n <= u.StagingSeq+1; n++ {
-		key := "intake/" + u.TenantID + "/" + u.ID + "/staging-" + strconv.FormatInt(n, 10)
+		key := intake.StagingKey(u.TenantID, u.ID, n)
 		if _, err := f.blobs.Stat(ctx, key); !errors.Is(err, intake.ErrBlobNotFound) {
 			f.t.Errorf("staging segment %d of %s still there (err %v)", n, u.ID, err)
 		}
@@ -402,6 +402,43 @@ func (g *gatedBlobs) PutPart(ctx context.Context, key, uploadID string, n int, r
 func (g *gatedBlobs) Put(ctx context.Context, key string, r io.Reader, size int64) (intake.BlobInfo, error) {
 	g.wait()
 	return g.BlobStore.Put(ctx, key, r, size)
+}
+
+// replica is one server over the fixture's storage; use switches the
+// fixture's requests to it (each keeps its own in-memory state).
+type replica struct {
+	db    *sqldb.Store
+	blobs intake.BlobStore
+	h     *intake.TusHandler
+	srv   *Server
+}
+
+func (f *tusFixture) replica() replica { return replica{f.db, f.blobs, f.h, f.srv} }
+
+func (f *tusFixture) use(r replica) { f.db, f.blobs, f.h, f.srv = r.db, r.blobs, r.h, r.srv }
+
+// stagingReads counts the staging segments read from the blob store.
+type stagingReads struct {
+	intake.BlobStore
+	mu sync.Mutex
+	n  int
+}
+
+func (s *stagingReads) wrap(b intake.BlobStore) intake.BlobStore { s.BlobStore = b; return s }
+
+func (s *stagingReads) Get(ctx context.Context, key string) (io.ReadCloser, intake.BlobInfo, error) {
+	if strings.HasPrefix(key, intake.StagingPrefix) {
+		s.mu.Lock()
+		s.n++
+		s.mu.Unlock()
+	}
+	return s.BlobStore.Get(ctx, key)
+}
+
+func (s *stagingReads) count() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.n
 }
 
 // fakeClamd speaks clamd's INSTREAM protocol and reports signature as

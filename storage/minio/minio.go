@@ -48,7 +48,10 @@ type Store struct {
 	keepDeleted int // days; see KeepDeleted
 }
 
-var _ intake.BlobStore = (*Store)(nil)
+var (
+	_ intake.BlobStore  = (*Store)(nil)
+	_ intake.PartCopier = (*Store)(nil)
+)
 
 // New returns a store for bucket at endpoint (host[:port], no scheme; useTLS
 // selects https). It does not contact the server; see EnsureBucket and Ping.
@@ -106,8 +109,8 @@ func checkEndpoint(endpoint string) error {
 	return nil
 }
 
-// EnsureBucket creates the bucket if needed and turns on versioning and
-// default SSE-S3 encryption. It is safe to call on every start.
+// EnsureBucket creates the bucket if needed and turns on versioning (not
+// for staging segments) and default SSE-S3 encryption. It is safe to call on every start.
 func (s *Store) EnsureBucket(ctx context.Context) error {
 	exists, err := s.core.BucketExists(ctx, s.bucket)
 	if err != nil {
@@ -120,7 +123,13 @@ func (s *Store) EnsureBucket(ctx context.Context) error {
 			return fmt.Errorf("s3 create bucket %q: %w", s.bucket, err)
 		}
 	}
-	if err := s.core.EnableVersioning(ctx, s.bucket); err != nil {
+	// Staging segments are scratch copies: a deleted one must be gone at
+	// once, not kept as a noncurrent version for the undo window.
+	versioning := miniogo.BucketVersioningConfiguration{
+		Status:           "Enabled",
+		ExcludedPrefixes: []miniogo.ExcludedPrefix{{Prefix: intake.StagingPrefix}},
+	}
+	if err := s.core.SetBucketVersioning(ctx, s.bucket, versioning); err != nil {
 		return fmt.Errorf("s3 enable versioning on %q: %w", s.bucket, err)
 	}
 	if err := s.core.SetBucketEncryption(ctx, s.bucket, sse.NewConfigurationSSES3()); err != nil {
@@ -136,7 +145,7 @@ func (s *Store) EnsureBucket(ctx context.Context) error {
 const LifecycleRuleID = "postbox-expire-deleted"
 
 // expireDeleted is the bucket's lifecycle: versions that are no longer
-// current (deleted or replaced objects, staging segments) go after days,
+// current (deleted or replaced objects) go after days,
 // and delete markers with nothing left behind them go too.
 func expireDeleted(days int) *lifecycle.Configuration {
 	return &lifecycle.Configuration{Rules: []lifecycle.Rule{{
@@ -300,6 +309,29 @@ func (s *Store) PutPart(ctx context.Context, key, uploadID string, n int, r io.R
 		return intake.Part{}, fail(ctx, fmt.Sprintf("put part %d of", n), key, err)
 	}
 	return intake.Part{Number: p.PartNumber, ETag: p.ETag, Size: p.Size}, nil
+}
+
+// CopyPart implements intake.PartCopier with UploadPartCopy: MinIO
+// decrypts the source and encrypts the part under the upload's SSE-S3.
+func (s *Store) CopyPart(ctx context.Context, key, uploadID string, n int, srcKey string, size int64) (intake.Part, error) {
+	if err := checkUpload(key, uploadID); err != nil {
+		return intake.Part{}, fmt.Errorf("s3 copy part: %w", err)
+	}
+	if err := intake.ValidateBlobKey(srcKey); err != nil {
+		return intake.Part{}, fmt.Errorf("s3 copy part: %w", err)
+	}
+	if n < 1 || n > 10000 {
+		return intake.Part{}, fmt.Errorf("s3 copy part %d of %q: part number outside 1..10000", n, key)
+	}
+	if size < 1 || size > intake.MaxCopyPartSize {
+		return intake.Part{}, fmt.Errorf("s3 copy part %d of %q: size %d outside 1..%d", n, key, size, intake.MaxCopyPartSize)
+	}
+	// Exactly size bytes: a shorter source fails (invalid range).
+	p, err := s.core.CopyObjectPart(ctx, s.bucket, srcKey, s.bucket, key, uploadID, n, 0, size, nil)
+	if err != nil {
+		return intake.Part{}, fail(ctx, fmt.Sprintf("copy part %d of", n), key, err)
+	}
+	return intake.Part{Number: p.PartNumber, ETag: strings.Trim(p.ETag, `"`), Size: size}, nil
 }
 
 // ListParts implements intake.BlobStore.

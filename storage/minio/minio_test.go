@@ -144,30 +144,44 @@ type zeros struct{}
 
 func (zeros) Read(p []byte) (int, error) { clear(p); return len(p), nil }
 
-// Versioning keeps what Delete removed until a lifecycle rule expires it:
-// the latest version is gone, the data is not.
+// Versioning keeps what Delete removed until a lifecycle rule expires it
+// (the latest version is gone, the data is not); staging segments are
+// scratch copies and are gone at once, overwrites included.
 func TestDeleteKeepsVersion(t *testing.T) {
 	s := newTestStore(t)
 	ctx := t.Context()
-	if _, err := s.Put(ctx, "ver/doc", strings.NewReader("v1"), 2); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Delete(ctx, "ver/doc"); err != nil {
-		t.Fatal(err)
-	}
-	var versions, markers int
-	for o := range s.core.Client.ListObjects(ctx, s.bucket, miniogo.ListObjectsOptions{Prefix: "ver/", WithVersions: true}) {
-		if o.Err != nil {
-			t.Fatal(o.Err)
-		}
-		if o.IsDeleteMarker {
-			markers++
-		} else {
-			versions++
-		}
-	}
-	if versions != 1 || markers != 1 {
-		t.Errorf("after Delete: %d versions, %d delete markers; want 1 and 1", versions, markers)
+	for _, tc := range []struct {
+		name              string
+		key               string
+		versions, markers int
+	}{
+		{"document", "ver/doc", 2, 1},
+		{"staging segment", intake.StagingKey("t", "u", 1), 0, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			for _, v := range []string{"v1", "v2"} { // written twice, as a retried request does
+				if _, err := s.Put(ctx, tc.key, strings.NewReader(v), 2); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := s.Delete(ctx, tc.key); err != nil {
+				t.Fatal(err)
+			}
+			var versions, markers int
+			for o := range s.core.Client.ListObjects(ctx, s.bucket, miniogo.ListObjectsOptions{Prefix: tc.key, WithVersions: true}) {
+				if o.Err != nil {
+					t.Fatal(o.Err)
+				}
+				if o.IsDeleteMarker {
+					markers++
+				} else {
+					versions++
+				}
+			}
+			if versions != tc.versions || markers != tc.markers {
+				t.Errorf("after two Puts and a Delete: %d versions, %d delete markers; want %d and %d", versions, markers, tc.versions, tc.markers)
+			}
+		})
 	}
 }
 
