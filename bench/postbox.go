@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"os/exec"
@@ -197,19 +198,31 @@ func (c *tusClient) do(ctx context.Context, method, url string, body io.Reader, 
 // upload creates an upload of size bytes and sends src in PATCHes of
 // chunk bytes (wholeFile: one PATCH).
 func (c *tusClient) upload(ctx context.Context, size, chunk int64, name string, src io.Reader) error {
+	_, err := c.send(ctx, size, chunk, fileMetadata(name), src)
+	return err
+}
+
+func fileMetadata(name string) map[string]string {
+	return map[string]string{"Upload-Metadata": "filename " + base64.StdEncoding.EncodeToString([]byte(name)) +
+		",filetype " + base64.StdEncoding.EncodeToString([]byte("application/pdf"))}
+}
+
+// send creates an upload of size bytes with the headers h, sends src in
+// PATCHes of chunk bytes and returns the upload's URL.
+func (c *tusClient) send(ctx context.Context, size, chunk int64, h map[string]string, src io.Reader) (string, error) {
 	if chunk <= 0 {
 		chunk = size
 	}
-	resp, err := c.do(ctx, "POST", c.path, nil, 0, map[string]string{
-		"Upload-Length": strconv.FormatInt(size, 10), "Upload-Metadata": "filename " + base64.StdEncoding.EncodeToString([]byte(name)) +
-			",filetype " + base64.StdEncoding.EncodeToString([]byte("application/pdf"))})
+	create := map[string]string{"Upload-Length": strconv.FormatInt(size, 10)}
+	maps.Copy(create, h)
+	resp, err := c.do(ctx, "POST", c.path, nil, 0, create)
 	if err != nil {
-		return err
+		return "", err
 	}
 	io.Copy(io.Discard, resp.Body)
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusCreated {
-		return fmt.Errorf("create upload: status %d", resp.StatusCode)
+		return "", fmt.Errorf("create upload: status %d", resp.StatusCode)
 	}
 	loc := resp.Header.Get("Location")
 	for off := int64(0); off < size; {
@@ -217,15 +230,44 @@ func (c *tusClient) upload(ctx context.Context, size, chunk int64, name string, 
 		resp, err := c.do(ctx, "PATCH", loc, io.LimitReader(src, n), n, map[string]string{
 			"Content-Type": "application/offset+octet-stream", "Upload-Offset": strconv.FormatInt(off, 10)})
 		if err != nil {
-			return err
+			return "", err
 		}
 		b, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
 		resp.Body.Close()
 		newOff, _ := strconv.ParseInt(resp.Header.Get("Upload-Offset"), 10, 64)
 		if resp.StatusCode != http.StatusNoContent || newOff != off+n {
-			return fmt.Errorf("PATCH at %d: status %d, offset %d: %s", off, resp.StatusCode, newOff, b)
+			return "", fmt.Errorf("PATCH at %d: status %d, offset %d: %s", off, resp.StatusCode, newOff, b)
 		}
 		off += n
+	}
+	return loc, nil
+}
+
+// uploadSplit sends one file of size bytes as parts partial uploads on as
+// many streams, then joins them (tus concatenation, what tus-js-client's
+// parallelUploads does); the file is complete when the final upload's
+// creation answers 201.
+func (c *tusClient) uploadSplit(ctx context.Context, size int64, parts int, chunk int64, name string) error {
+	n := size / int64(parts)
+	locs := make([]string, parts)
+	_, err := parallel(ctx, workload{files: parts, streams: parts}, func(ctx context.Context, i int) error {
+		loc, err := c.send(ctx, n, chunk, map[string]string{"Upload-Concat": "partial"}, newSourceAt(int64(i)*n, n))
+		locs[i] = loc
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	h := fileMetadata(name)
+	h["Upload-Concat"] = "final;" + strings.Join(locs, " ")
+	resp, err := c.do(ctx, "POST", c.path, nil, 0, h)
+	if err != nil {
+		return err
+	}
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusCreated {
+		return fmt.Errorf("join partial uploads: status %d: %s", resp.StatusCode, b)
 	}
 	return nil
 }

@@ -784,23 +784,34 @@ func (h *TusHandler) joinInStore(ctx context.Context, r *TusRequest, u *Upload, 
 		}
 		hashed <- err
 	}()
-	var copyErr error
+	// A few copies at once: the store copies each on one core.
+	parts := make([]StoredPart, len(partials))
+	errs := make([]error, len(partials))
+	sem := make(chan struct{}, joinCopies)
+	var wg sync.WaitGroup
 	for i, p := range partials {
-		part, err := pc.CopyPart(ctx, u.BlobKey, u.MultipartID, i+1, p.BlobKey, p.Length)
-		if err != nil {
-			copyErr = fmt.Errorf("copy partial upload %s: %w", p.ID, err)
-			cancel()
-			break
-		}
-		u.Parts = append(u.Parts, StoredPart{Number: part.Number, ETag: part.ETag, Size: part.Size})
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			part, err := pc.CopyPart(ctx, u.BlobKey, u.MultipartID, i+1, p.BlobKey, p.Length)
+			if err != nil {
+				errs[i] = fmt.Errorf("copy partial upload %s: %w", p.ID, err)
+				cancel()
+				return
+			}
+			parts[i] = StoredPart{Number: part.Number, ETag: part.ETag, Size: part.Size}
+		}()
 	}
+	wg.Wait()
+	copyErr := errors.Join(errs...)
 	if herr := <-hashed; copyErr == nil && herr != nil {
 		copyErr = fmt.Errorf("hash partial uploads: %w", herr)
 	}
 	if copyErr != nil {
-		u.Parts = nil
 		return true, copyErr
 	}
+	u.Parts = parts
 	u.Offset = u.Length
 	u.SHA256 = hex.EncodeToString(w.sum.Sum(nil))
 	u.Status = StatusCompleting
@@ -809,6 +820,9 @@ func (h *TusHandler) joinInStore(ctx context.Context, r *TusRequest, u *Upload, 
 	}
 	return true, h.complete(ctx, r, u, owner, s)
 }
+
+// joinCopies is how many partials joinInStore has the store copy at once.
+const joinCopies = 4
 
 // partialsReader streams the objects of the partial uploads in order.
 type partialsReader struct {

@@ -71,13 +71,18 @@ func TestBenchQuickRunsEveryStep(t *testing.T) {
 		return regexp.MustCompile(`(?m)^\| ` + step + ` \| [^|]*` + regexp.QuoteMeta(figure) + `[^|]*\| [0-9.,]+ \| \*\*[0-9.,]+\*\* \| [0-9.,]+ \|`)
 	}
 	for _, c := range []struct{ step, figure string }{
-		{"upload", "postbox 8 × 1 MiB, 8 streams, one PATCH per file"},
-		{"upload", "postbox 4 × 2 MiB, 1 stream, chunk 1 MiB"},
+		{"upload", "postbox 8 × 1 MiB, 1 stream, one PATCH per file"},
+		{"upload", "postbox 8 × 1 MiB, 8 streams, chunk 512 KiB"},
+		{"upload", "postbox 12 MiB, 2 streams, chunk 1 MiB"},
 		{"upload", "direct PutObject 8 × 1 MiB, 1 stream"},
-		{"upload", "direct PutObject 8 MiB, 1 stream, 5 MiB parts"},
+		{"upload", "direct PutObject 12 MiB, 1 stream, 5 MiB parts"},
+		{"upload", "direct PutObject 12 MiB, 1 stream, as 1 MiB objects"},
+		{"upload", "direct PutObject 12 MiB, 2 streams"},
 		{"upload", "peer @tus/server 8 × 1 MiB, 8 streams, chunk 5 MiB"},
+		{"upload", "peer @tus/server 12 MiB, 2 streams, chunk 5 MiB"},
 		{"upload", "ratio postbox/direct"},
-		{"upload", "ratio postbox/direct with 5 MiB parts 8 MiB"},
+		{"upload", "ratio postbox/direct with 5 MiB parts 12 MiB"},
+		{"upload", "ratio postbox/direct as 1 MiB objects 12 MiB"},
 		{"upload", "ratio postbox/peer"},
 		{"memory", "peak RSS, parallel uploads"},
 		{"memory", "peak RSS, one 16 MiB upload"},
@@ -117,12 +122,12 @@ func TestBenchQuickRunsEveryStep(t *testing.T) {
 		t.Fatalf("not an SVG document: %.200s", p)
 	}
 	for _, who := range []string{"postbox (tus):", "direct PutObject:", "peer @tus/server + s3-store:"} {
-		// one bar per group: 8 groups (workload × chunk size) in the quick plan
-		if n := strings.Count(p, "<title>"+who); n != 8 {
-			t.Errorf("%d bars for %q, want 8", n, who)
+		// one bar per group: 10 groups (workload × chunk size) in the quick plan
+		if n := strings.Count(p, "<title>"+who); n != 10 {
+			t.Errorf("%d bars for %q, want 10", n, who)
 		}
 	}
-	for _, group := range []string{"8 × 1 MiB, 1 stream", "8 × 1 MiB, 8 parallel", "chunk 1 MiB", "chunk 5 MiB", "one PATCH per file", "8 MiB, 1 stream", "2 × 8 MiB, 2 parallel"} {
+	for _, group := range []string{"8 × 1 MiB, 1 stream", "8 × 1 MiB, 8 parallel", "chunk 512 KiB", "chunk 1 MiB", "chunk 5 MiB", "one PATCH per file", "12 MiB, 1 stream", "12 MiB, 2 parallel"} {
 		if !strings.Contains(p, ">"+group+"<") {
 			t.Errorf("plot lacks the group label %q", group)
 		}
