@@ -84,10 +84,6 @@ type TusConfig struct {
 	// ErrInsufficientStorage answer 507; what was written of the piece in
 	// flight is dropped and the offset stays where it was. nil: ENOSPC only.
 	Full func(error) bool
-	// StagingCacheBytes bounds the memory that keeps copies of the staging
-	// segments this process wrote (see stagingCache); 0 uses
-	// DefaultStagingCacheBytes, negative turns the cache off.
-	StagingCacheBytes int64
 }
 
 // ErrInsufficientStorage is returned by TusConfig.Space when the volume has
@@ -97,8 +93,7 @@ var ErrInsufficientStorage = errors.New("insufficient storage")
 // TusHandler speaks tus 1.0.0 over any HTTP framework: the web layer turns
 // a request into a TusRequest and writes the TusResponse.
 type TusHandler struct {
-	cfg    TusConfig
-	staged *stagingCache
+	cfg TusConfig
 }
 
 // NewTusHandler fills in defaults.
@@ -121,7 +116,7 @@ func NewTusHandler(cfg TusConfig) *TusHandler {
 	if cfg.BasePath == "" {
 		cfg.BasePath = "/api/uploads/"
 	}
-	return &TusHandler{cfg: cfg, staged: newStagingCache(cfg.StagingCacheBytes)}
+	return &TusHandler{cfg: cfg}
 }
 
 // TusRequest is one HTTP request to the upload endpoint.
@@ -682,7 +677,7 @@ func (h *TusHandler) abortBlobs(u *Upload) {
 		}
 	}
 	for _, s := range u.Staging {
-		if err := h.deleteStaging(ctx, s.Key); err != nil {
+		if err := h.cfg.Blobs.Delete(ctx, s.Key); err != nil {
 			h.cfg.Logger.Warn("delete staging blob", "upload_id", u.ID, "err", err)
 		}
 	}
@@ -952,7 +947,7 @@ func (h *TusHandler) dropBlobs(ctx context.Context, u *Upload) error {
 		}
 	}
 	for _, s := range u.Staging {
-		if err := h.deleteStaging(ctx, s.Key); err != nil {
+		if err := h.cfg.Blobs.Delete(ctx, s.Key); err != nil {
 			return fmt.Errorf("delete staging: %w", err)
 		}
 	}

@@ -80,8 +80,6 @@ func (u *Upload) wholeObject() bool {
 type StagingSegment struct {
 	Key  string `json:"key"`
 	Size int64  `json:"size"`
-	// Tag is random per write of the segment (see newStagingTag).
-	Tag string `json:"tag,omitempty"`
 }
 
 // Upload is one tus upload of an insured person. The row is the whole

@@ -181,7 +181,7 @@ func (w *writer) discard(ctx context.Context, committed Upload) {
 	if w.ck != nil {
 		*w.u = committed
 		for _, s := range w.newStaging {
-			if err := w.h.deleteStaging(context.WithoutCancel(ctx), s.Key); err != nil {
+			if err := w.h.cfg.Blobs.Delete(context.WithoutCancel(ctx), s.Key); err != nil {
 				w.h.cfg.Logger.Warn("delete staging blob", "upload_id", w.u.ID, "err", err)
 			}
 		}
@@ -421,19 +421,9 @@ func (w *writer) putStaging(ctx context.Context, src io.Reader, k int64) error {
 		size += u.stagingSize()
 	}
 	seq := u.StagingSeq + 1
-	seg := StagingSegment{Key: StagingKey(u.TenantID, u.ID, seq), Size: size, Tag: newStagingTag()}
-	// Keep a copy for the part that will consume the segment; the copy is
-	// only used once the store has the segment (the Put returned).
-	var kept *bytes.Buffer
-	if w.h.staged.fits(size) {
-		kept = bytes.NewBuffer(make([]byte, 0, size))
-		r = io.TeeReader(r, kept)
-	}
+	seg := StagingSegment{Key: StagingKey(u.TenantID, u.ID, seq), Size: size}
 	if _, err := w.h.cfg.Blobs.Put(ctx, seg.Key, r, size); err != nil {
 		return fmt.Errorf("put staging: %w", err)
-	}
-	if kept != nil && int64(kept.Len()) == size {
-		w.h.staged.put(seg.Key, seg.Tag, kept.Bytes())
 	}
 	u.StagingSeq = seq
 	if merge {
@@ -470,7 +460,7 @@ func (w *writer) commit(ctx context.Context, events ...audit.Event) error {
 	w.committed = *u
 	w.newStaging = nil
 	for _, s := range w.dropped {
-		if err := w.h.deleteStaging(context.WithoutCancel(ctx), s.Key); err != nil {
+		if err := w.h.cfg.Blobs.Delete(context.WithoutCancel(ctx), s.Key); err != nil {
 			w.h.cfg.Logger.Warn("delete staging blob", "upload_id", u.ID, "err", err)
 		}
 	}

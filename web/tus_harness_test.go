@@ -417,30 +417,6 @@ func (f *tusFixture) replica() replica { return replica{f.db, f.blobs, f.h, f.sr
 
 func (f *tusFixture) use(r replica) { f.db, f.blobs, f.h, f.srv = r.db, r.blobs, r.h, r.srv }
 
-// stagingReads counts the staging segments read from the blob store.
-type stagingReads struct {
-	intake.BlobStore
-	mu sync.Mutex
-	n  int
-}
-
-func (s *stagingReads) wrap(b intake.BlobStore) intake.BlobStore { s.BlobStore = b; return s }
-
-func (s *stagingReads) Get(ctx context.Context, key string) (io.ReadCloser, intake.BlobInfo, error) {
-	if strings.HasPrefix(key, intake.StagingPrefix) {
-		s.mu.Lock()
-		s.n++
-		s.mu.Unlock()
-	}
-	return s.BlobStore.Get(ctx, key)
-}
-
-func (s *stagingReads) count() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.n
-}
-
 // fakeClamd speaks clamd's INSTREAM protocol and reports signature as
 // found in any stream that contains it. down makes it hang up at once.
 type fakeClamd struct {
