@@ -19,40 +19,57 @@ func StagingKey(tenantID, uploadID string, seq int64) string {
 	return StagingPrefix + tenantID + "/" + uploadID + "/" + strconv.FormatInt(seq, 10)
 }
 
-// openStaging opens one segment, checking its recorded size.
-func (h *TusHandler) openStaging(ctx context.Context, seg StagingSegment) (io.ReadCloser, error) {
-	rc, info, err := h.cfg.Blobs.Get(ctx, seg.Key)
-	if err != nil {
-		return nil, fmt.Errorf("staging segment: %w", err)
+// stagingReader streams the upload's staging segments in order.
+func stagingReader(ctx context.Context, blobs BlobStore, segs []StagingSegment) *blobSeq {
+	refs := make([]blobRef, len(segs))
+	for i, s := range segs {
+		refs[i] = blobRef{key: s.Key, size: s.Size, what: "staging segment"}
 	}
-	if info.Size != seg.Size {
-		rc.Close()
-		return nil, fmt.Errorf("staging segment has %d bytes, recorded %d", info.Size, seg.Size)
-	}
-	return rc, nil
+	return &blobSeq{ctx: ctx, blobs: blobs, refs: refs}
 }
 
-// stagingReader streams the staging segments in order, opening one at a
-// time, and checks each has the recorded size.
-type stagingReader struct {
-	ctx  context.Context
-	h    *TusHandler
-	segs []StagingSegment
-	cur  io.ReadCloser
-	left int64
+// partialsReader streams the objects of the partial uploads in order.
+func partialsReader(ctx context.Context, blobs BlobStore, parts []*Upload) *blobSeq {
+	refs := make([]blobRef, len(parts))
+	for i, p := range parts {
+		refs[i] = blobRef{key: p.BlobKey, size: p.Length, what: "partial upload " + p.ID}
+	}
+	return &blobSeq{ctx: ctx, blobs: blobs, refs: refs}
 }
 
-func (s *stagingReader) Read(p []byte) (int, error) {
+// blobRef is a stored object and the size recorded for it.
+type blobRef struct {
+	key  string
+	size int64
+	what string // names it in errors
+}
+
+// blobSeq streams stored objects one after the other, opening one at a
+// time, and checks that each has its recorded size.
+type blobSeq struct {
+	ctx   context.Context
+	blobs BlobStore
+	refs  []blobRef
+	cur   io.ReadCloser
+	left  int64
+}
+
+func (s *blobSeq) Read(p []byte) (int, error) {
 	for {
 		if s.cur == nil {
-			if len(s.segs) == 0 {
+			if len(s.refs) == 0 {
 				return 0, io.EOF
 			}
-			rc, err := s.h.openStaging(s.ctx, s.segs[0])
+			ref := s.refs[0]
+			rc, info, err := s.blobs.Get(s.ctx, ref.key)
 			if err != nil {
-				return 0, err
+				return 0, fmt.Errorf("read %s: %w", ref.what, err)
 			}
-			s.cur, s.left = rc, s.segs[0].Size
+			if info.Size != ref.size {
+				rc.Close()
+				return 0, fmt.Errorf("%s has %d bytes, recorded %d", ref.what, info.Size, ref.size)
+			}
+			s.cur, s.left = rc, ref.size
 		}
 		if len(p) > int(min(s.left, 1<<30)) {
 			p = p[:s.left]
@@ -61,10 +78,10 @@ func (s *stagingReader) Read(p []byte) (int, error) {
 		s.left -= int64(n)
 		if err == io.EOF || s.left == 0 {
 			if s.left != 0 {
-				return n, fmt.Errorf("staging segment ended early: %w", io.ErrUnexpectedEOF)
+				return n, fmt.Errorf("%s ended early: %w", s.refs[0].what, io.ErrUnexpectedEOF)
 			}
 			s.close()
-			s.segs = s.segs[1:]
+			s.refs = s.refs[1:]
 			if n == 0 {
 				continue
 			}
@@ -74,7 +91,7 @@ func (s *stagingReader) Read(p []byte) (int, error) {
 	}
 }
 
-func (s *stagingReader) close() {
+func (s *blobSeq) close() {
 	if s.cur != nil {
 		s.cur.Close()
 		s.cur = nil

@@ -224,21 +224,11 @@ func (w *writer) detect(ctx context.Context, br *bufio.Reader, n int64) error {
 // stagedHead reads the bytes already staged while the type is undecided:
 // fewer than SniffLen, all in staging (parts hold at least MinPartSize).
 func (w *writer) stagedHead(ctx context.Context) ([]byte, error) {
-	var head []byte
-	for _, s := range w.u.Staging {
-		rc, err := w.h.openStaging(ctx, s)
-		if err != nil {
-			return nil, fmt.Errorf("read staging: %w", err)
-		}
-		b, err := io.ReadAll(io.LimitReader(rc, SniffLen))
-		rc.Close()
-		if err != nil {
-			return nil, fmt.Errorf("read staging: %w", err)
-		}
-		head = append(head, b...)
-		if len(head) >= SniffLen {
-			break
-		}
+	sr := stagingReader(ctx, w.h.cfg.Blobs, w.u.Staging)
+	defer sr.close()
+	head, err := io.ReadAll(io.LimitReader(sr, SniffLen))
+	if err != nil {
+		return nil, fmt.Errorf("read staging: %w", err)
 	}
 	return head, nil
 }
@@ -346,7 +336,7 @@ func (w *writer) putPart(ctx context.Context, src io.Reader, take int64) error {
 		return w.putWhole(ctx, r, take)
 	}
 	if len(u.Staging) > 0 {
-		sr := &stagingReader{ctx: ctx, h: w.h, segs: append([]StagingSegment(nil), u.Staging...)}
+		sr := stagingReader(ctx, w.h.cfg.Blobs, u.Staging)
 		defer sr.close()
 		r = io.MultiReader(sr, r)
 	}
@@ -415,7 +405,7 @@ func (w *writer) putStaging(ctx context.Context, src io.Reader, k int64) error {
 	size := k
 	merge := len(u.Staging) >= maxStagingSegments
 	if merge {
-		sr := &stagingReader{ctx: ctx, h: w.h, segs: append([]StagingSegment(nil), u.Staging...)}
+		sr := stagingReader(ctx, w.h.cfg.Blobs, u.Staging)
 		defer sr.close()
 		r = io.MultiReader(sr, r)
 		size += u.stagingSize()
@@ -696,7 +686,7 @@ func (h *TusHandler) createFinal(ctx context.Context, r *TusRequest, s kasse.Set
 	joined, werr := h.joinInStore(hctx, r, &u, owner, s, partials)
 	if !joined {
 		cr := *r
-		cr.Body = &partialsReader{ctx: hctx, blobs: h.cfg.Blobs, parts: partials}
+		cr.Body = partialsReader(hctx, h.cfg.Blobs, partials)
 		cr.ContentLength = total
 		werr = h.write(hctx, &cr, &u, owner, s, nil)
 	}
@@ -752,7 +742,7 @@ func (h *TusHandler) joinInStore(ctx context.Context, r *TusRequest, u *Upload, 
 	w := &writer{h: h, r: r, u: u, owner: owner, settings: s, sum: sha256.New(), committed: *u}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	pr := &partialsReader{ctx: ctx, blobs: h.cfg.Blobs, parts: append([]*Upload(nil), partials...)}
+	pr := partialsReader(ctx, h.cfg.Blobs, partials)
 	defer pr.close()
 	br := bufio.NewReaderSize(pr, 4096)
 	head, err := br.Peek(SniffLen)
@@ -813,47 +803,3 @@ func (h *TusHandler) joinInStore(ctx context.Context, r *TusRequest, u *Upload, 
 
 // joinCopies is how many partials joinInStore has the store copy at once.
 const joinCopies = 4
-
-// partialsReader streams the objects of the partial uploads in order.
-type partialsReader struct {
-	ctx   context.Context
-	blobs BlobStore
-	parts []*Upload
-	cur   io.ReadCloser
-}
-
-func (p *partialsReader) Read(b []byte) (int, error) {
-	for {
-		if p.cur == nil {
-			if len(p.parts) == 0 {
-				return 0, io.EOF
-			}
-			rc, info, err := p.blobs.Get(p.ctx, p.parts[0].BlobKey)
-			if err != nil {
-				return 0, fmt.Errorf("read partial upload: %w", err)
-			}
-			if info.Size != p.parts[0].Length {
-				rc.Close()
-				return 0, fmt.Errorf("partial upload %s has %d bytes, recorded %d", p.parts[0].ID, info.Size, p.parts[0].Length)
-			}
-			p.cur = rc
-		}
-		n, err := p.cur.Read(b)
-		if err == io.EOF {
-			p.close()
-			p.parts = p.parts[1:]
-			if n == 0 {
-				continue
-			}
-			return n, nil
-		}
-		return n, err
-	}
-}
-
-func (p *partialsReader) close() {
-	if p.cur != nil {
-		p.cur.Close()
-		p.cur = nil
-	}
-}
