@@ -618,6 +618,7 @@ func runTusProtocolCases(t *testing.T, factory tusBackendFactory) {
 		{"concatenation of partials that fill parts joins them in order", []int{0, 5 * mib, 10*mib + 3, 13*mib + 5}, 3},
 	} {
 		t.Run(tc.name, func(t *testing.T) { testConcatenation(t, factory, tc.cuts, tc.copies) })
+		t.Run(tc.name+": a program is refused with 415 and nothing stays", func(t *testing.T) { testConcatenationRefused(t, factory, tc.cuts) })
 	}
 
 	t.Run("concatenation of an unfinished partial answers 400", func(t *testing.T) {
@@ -944,4 +945,39 @@ type countingCopier struct {
 func (c *countingCopier) CopyPart(ctx context.Context, key, uploadID string, n int, srcKey string, size int64) (intake.Part, error) {
 	c.n.Add(1)
 	return c.pc.CopyPart(ctx, key, uploadID, n, srcKey, size)
+}
+
+// testConcatenationRefused joins partials that make a Windows program: the
+// final upload answers 415 with the German reason, the partials are used
+// up, and neither they nor the final upload leave bytes behind.
+func testConcatenationRefused(t *testing.T, factory tusBackendFactory, cuts []int) {
+	f := newTusFixture(t, factory)
+	data := doc("exe", cuts[len(cuts)-1], 40)
+	var ids, urls []string
+	for i := 0; i+1 < len(cuts); i++ {
+		part := data[cuts[i]:cuts[i+1]]
+		resp := f.do("POST", TusPath, f.erika.ID, hdr{"Upload-Concat": "partial", "Upload-Length": strconv.Itoa(len(part))}, nil)
+		if resp.StatusCode != http.StatusCreated {
+			t.Fatalf("partial %d: %d", i, resp.StatusCode)
+		}
+		pid := idOf(t, resp.Header.Get("Location"))
+		f.send(f.erika.ID, pid, part, 0, 5*mib)
+		ids = append(ids, pid)
+		urls = append(urls, TusPath+"/"+pid)
+	}
+	resp := f.do("POST", TusPath, f.erika.ID, hdr{"Upload-Concat": "final;" + strings.Join(urls, " "), "Upload-Metadata": metadata("filename", "gesamt.pdf")}, nil)
+	p := readProblem(t, resp)
+	if resp.StatusCode != http.StatusUnsupportedMediaType || !strings.Contains(p.Detail, "nicht erlaubt") {
+		t.Fatalf("final of a program: %d %q, want 415 with the reason", resp.StatusCode, p.Detail)
+	}
+	for _, pid := range ids {
+		if r := f.do("HEAD", TusPath+"/"+pid, f.erika.ID, nil, nil); r.StatusCode != http.StatusGone {
+			t.Errorf("HEAD of a used-up partial: %d, want 410", r.StatusCode)
+		}
+		f.assertNoBlobs(f.row(pid))
+	}
+	if list := f.list(f.erika.ID); len(list) != 1 || list[0].Status != string(intake.StatusRejected) {
+		t.Fatalf("list after the refused join: %+v", list)
+	}
+	f.assertNoBlobs(f.row(f.list(f.erika.ID)[0].ID))
 }
