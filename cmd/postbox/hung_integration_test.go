@@ -89,7 +89,7 @@ func TestPostgresHung(t *testing.T) {
 	}
 	t.Logf("page answered %d after %v", r.a.status, r.took.Round(100*time.Millisecond))
 	if r.a.status != http.StatusServiceUnavailable || !bytes.Contains(r.a.body, []byte("vorübergehend nicht verfügbar")) {
-		t.Fatalf("PIN page while the database hangs: %d\n%s", r.a.status, tailString(string(r.a.body), 1500))
+		t.Fatalf("PIN page while the database hangs: %d\n%s", r.a.status, storagetest.Tail(string(r.a.body), 1500))
 	}
 
 	r = <-chunk

@@ -132,7 +132,7 @@ func TestPostgresRestarted(t *testing.T) {
 	html, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusServiceUnavailable || !bytes.Contains(html, []byte("vorübergehend nicht verfügbar")) {
-		t.Fatalf("PIN page while the database is down: %d\n%s", resp.StatusCode, tailString(string(html), 1500))
+		t.Fatalf("PIN page while the database is down: %d\n%s", resp.StatusCode, storagetest.Tail(string(html), 1500))
 	}
 
 	pg.Start()

@@ -27,7 +27,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -206,12 +205,9 @@ func (c *cluster) events() *clickhouse.Store {
 
 // pbProc is one running postbox process.
 type pbProc struct {
-	t       *testing.T
+	*storagetest.Proc
 	addr    string
 	dataDir string
-	cmd     *exec.Cmd
-	logs    *syncBuffer
-	done    chan struct{}
 }
 
 // start runs "postbox serve [args]" on addr (a fresh free one if empty)
@@ -221,68 +217,25 @@ func (c *cluster) start(addr string, args ...string) *pbProc {
 	if addr == "" {
 		addr = freeAddr(c.t)
 	}
-	p := &pbProc{t: c.t, addr: addr, dataDir: c.t.TempDir(), logs: &syncBuffer{}, done: make(chan struct{})}
-	p.cmd = exec.Command(postboxBinary(c.t), append([]string{"serve"}, args...)...)
-	p.cmd.Env = c.env(addr, p.dataDir)
-	p.cmd.Stdout, p.cmd.Stderr = p.logs, p.logs
-	if err := p.cmd.Start(); err != nil {
-		c.t.Fatal(err)
-	}
-	go func() { p.cmd.Wait(); close(p.done) }()
+	p := &pbProc{addr: addr, dataDir: c.t.TempDir()}
+	p.Proc = storagetest.StartProc(c.t, filepath.Join(c.t.TempDir(), "postbox.log"), c.env(addr, p.dataDir),
+		postboxBinary(c.t), append([]string{"serve"}, args...)...)
 	c.t.Cleanup(func() {
 		p.stop()
 		if c.t.Failed() {
-			c.t.Logf("log of postbox on %s:\n%s", p.addr, tailString(p.logs.String(), 4000))
+			c.t.Logf("log of postbox on %s:\n%s", p.addr, storagetest.Tail(p.Logs(), 4000))
 		}
 	})
-	deadline := time.Now().Add(90 * time.Second)
-	for {
-		if resp, err := http.Get("http://" + addr + "/healthz"); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return p
-			}
-		}
-		select {
-		case <-p.done:
-			c.t.Fatalf("postbox exited at start:\n%s", p.logs)
-		default:
-		}
-		if time.Now().After(deadline) {
-			c.t.Fatalf("postbox did not answer on %s:\n%s", addr, p.logs)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
-func tailString(s string, n int) string {
-	if len(s) > n {
-		return "…" + s[len(s)-n:]
-	}
-	return s
+	p.WaitReady(c.t, "postbox on "+addr, 90*time.Second, func() bool { return storagetest.HTTPOK(p.url("/healthz")) })
+	return p
 }
 
 func (p *pbProc) url(path string) string { return "http://" + p.addr + path }
 
 // kill ends the process with SIGKILL: no shutdown, no cleanup.
-func (p *pbProc) kill() {
-	p.cmd.Process.Signal(syscall.SIGKILL)
-	<-p.done
-}
+func (p *pbProc) kill() { p.Kill() }
 
-func (p *pbProc) stop() {
-	select {
-	case <-p.done:
-		return
-	default:
-	}
-	p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.done:
-	case <-time.After(40 * time.Second):
-		p.kill()
-	}
-}
+func (p *pbProc) stop() { p.Stop(40 * time.Second) }
 
 // person is an insured person of a Kasse of the test's own.
 type person struct {

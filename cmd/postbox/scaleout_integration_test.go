@@ -69,7 +69,7 @@ func TestThreeReplicas(t *testing.T) {
 	// each land on another replica: the pending login and the session are
 	// in the database, not in a replica's memory.
 	t.Run("account_login_across_replicas", func(t *testing.T) {
-		out := replicas[0].logs.String()
+		out := replicas[0].Logs()
 		var password string
 		for _, l := range loginLine.FindAllStringSubmatch(out, -1) {
 			if l[2] == "sachb" {
@@ -83,7 +83,7 @@ func TestThreeReplicas(t *testing.T) {
 			}
 		}
 		if password == "" || uri == "" {
-			t.Fatalf("demo printed no login for sachb:\n%s", tailString(out, 3000))
+			t.Fatalf("demo printed no login for sachb:\n%s", storagetest.Tail(out, 3000))
 		}
 		jar, _ := cookiejar.New(nil) // cookies of 127.0.0.1 go to every port
 		hc := &http.Client{Jar: jar, Timeout: time.Minute}

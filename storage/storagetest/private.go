@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"fmt"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"os/user"
@@ -44,91 +43,6 @@ func servicesDir() string {
 	return "/var/tmp/postbox-services"
 }
 
-// proc is a server process of a test, in its own process group.
-type proc struct {
-	cmd  *exec.Cmd
-	done chan struct{}
-}
-
-func startProc(t testing.TB, logPath string, env []string, name string, args ...string) *proc {
-	t.Helper()
-	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(name, args...)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.Env = env
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		logf.Close()
-		t.Fatalf("start %s: %v", name, err)
-	}
-	p := &proc{cmd: cmd, done: make(chan struct{})}
-	go func() { cmd.Wait(); logf.Close(); close(p.done) }()
-	return p
-}
-
-// kill ends the process group with SIGKILL and waits for the process.
-func (p *proc) kill() {
-	if p == nil {
-		return
-	}
-	_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
-	<-p.done
-}
-
-// signal sends sig to the process group.
-func (p *proc) signal(t testing.TB, sig syscall.Signal) {
-	t.Helper()
-	if err := syscall.Kill(-p.cmd.Process.Pid, sig); err != nil {
-		t.Fatalf("signal %v: %v", sig, err)
-	}
-}
-
-func (p *proc) exited() bool {
-	select {
-	case <-p.done:
-		return true
-	default:
-		return false
-	}
-}
-
-// waitFor polls ok every 100 ms until it is true, the process exits or
-// within passes.
-func waitFor(t testing.TB, what string, p *proc, logPath string, within time.Duration, ok func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for !ok() {
-		if p != nil && p.exited() {
-			t.Fatalf("%s exited during start:\n%s", what, tailFile(logPath))
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s not ready after %v:\n%s", what, within, tailFile(logPath))
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}
-
-func tailFile(path string) string {
-	b, _ := os.ReadFile(path)
-	if len(b) > 3000 {
-		b = b[len(b)-3000:]
-	}
-	return string(b)
-}
-
-func httpOK(url string) bool {
-	c := http.Client{Timeout: 2 * time.Second}
-	resp, err := c.Get(url)
-	if err != nil {
-		return false
-	}
-	resp.Body.Close()
-	return resp.StatusCode == http.StatusOK
-}
-
 // ---------------------------------------------------------------- MinIO
 
 // PrivateMinIO is a MinIO server of one test, with SSE-S3 like the shared one.
@@ -136,7 +50,7 @@ type PrivateMinIO struct {
 	t                              testing.TB
 	Endpoint, AccessKey, SecretKey string
 	dir, kms                       string
-	p                              *proc
+	p                              *Proc
 }
 
 // NewPrivateMinIO prepares (does not start) a MinIO on a free port.
@@ -175,13 +89,13 @@ func (m *PrivateMinIO) Start() {
 	log := filepath.Join(m.dir, "minio.log")
 	env := append(os.Environ(), "MINIO_ROOT_USER="+m.AccessKey, "MINIO_ROOT_PASSWORD="+m.SecretKey,
 		"MINIO_KMS_SECRET_KEY="+m.kms, "MINIO_UPDATE=off", "MINIO_BROWSER=off")
-	m.p = startProc(m.t, log, env, minioBinary(m.t), "server", filepath.Join(m.dir, "data"), "--address", m.Endpoint,
+	m.p = StartProc(m.t, log, env, minioBinary(m.t), "server", filepath.Join(m.dir, "data"), "--address", m.Endpoint,
 		"--console-address", fmt.Sprintf("127.0.0.1:%d", FreePort(m.t)))
-	waitFor(m.t, "private minio", m.p, log, 60*time.Second, func() bool { return httpOK("http://" + m.Endpoint + "/minio/health/ready") })
+	waitFor(m.t, "private minio", m.p, log, 60*time.Second, func() bool { return HTTPOK("http://" + m.Endpoint + "/minio/health/ready") })
 }
 
 // Stop kills MinIO (SIGKILL).
-func (m *PrivateMinIO) Stop() { m.p.kill(); m.p = nil }
+func (m *PrivateMinIO) Stop() { m.p.Kill(); m.p = nil }
 
 // ----------------------------------------------------------- ClickHouse
 
@@ -191,7 +105,7 @@ type PrivateClickHouse struct {
 	Addr      string // native protocol host:port
 	HTTP      string // http host:port
 	dir       string
-	p         *proc
+	p         *Proc
 	tcp, http int
 }
 
@@ -241,26 +155,26 @@ func NewPrivateClickHouse(t testing.TB) *PrivateClickHouse {
 func (c *PrivateClickHouse) Start() {
 	c.t.Helper()
 	log := filepath.Join(c.dir, "stdout.log")
-	c.p = startProc(c.t, log, os.Environ(), "/usr/sbin/clickhouse-server", "--config-file="+filepath.Join(c.dir, "config.xml"))
+	c.p = StartProc(c.t, log, os.Environ(), "/usr/sbin/clickhouse-server", "--config-file="+filepath.Join(c.dir, "config.xml"))
 	waitFor(c.t, "private clickhouse", c.p, filepath.Join(c.dir, "log", "server.err.log"), 60*time.Second, func() bool {
 		conn, err := net.DialTimeout("tcp", c.Addr, time.Second)
 		if err != nil {
 			return false
 		}
 		conn.Close()
-		return httpOK("http://" + c.HTTP + "/ping")
+		return HTTPOK("http://" + c.HTTP + "/ping")
 	})
 }
 
 // Stop kills the server (SIGKILL), as a crash would.
-func (c *PrivateClickHouse) Stop() { c.p.kill(); c.p = nil }
+func (c *PrivateClickHouse) Stop() { c.p.Kill(); c.p = nil }
 
 // Pause freezes the server (SIGSTOP to its process group), as a hung host
 // does: open connections stay open, nothing answers. Resume thaws it.
-func (c *PrivateClickHouse) Pause() { c.p.signal(c.t, syscall.SIGSTOP) }
+func (c *PrivateClickHouse) Pause() { c.p.Signal(c.t, syscall.SIGSTOP) }
 
 // Resume continues a paused server.
-func (c *PrivateClickHouse) Resume() { c.p.signal(c.t, syscall.SIGCONT) }
+func (c *PrivateClickHouse) Resume() { c.p.Signal(c.t, syscall.SIGCONT) }
 
 // -------------------------------------------------------------- maildev
 
@@ -270,7 +184,7 @@ type PrivateMaildev struct {
 	SMTPAddr string
 	WebURL   string // http://host:port of the API
 	dir      string
-	p        *proc
+	p        *Proc
 }
 
 // NewPrivateMaildev picks the ports and a mail directory (not started).
@@ -292,13 +206,13 @@ func (m *PrivateMaildev) Start() {
 	_, smtpPort, _ := net.SplitHostPort(m.SMTPAddr)
 	webPort := m.WebURL[strings.LastIndexByte(m.WebURL, ':')+1:]
 	log := filepath.Join(m.dir, "maildev.log")
-	m.p = startProc(m.t, log, os.Environ(), bin, "--ip", "127.0.0.1", "-s", smtpPort, "--web-ip", "127.0.0.1", "-w", webPort,
+	m.p = StartProc(m.t, log, os.Environ(), bin, "--ip", "127.0.0.1", "-s", smtpPort, "--web-ip", "127.0.0.1", "-w", webPort,
 		"--mail-directory", filepath.Join(m.dir, "mail"))
-	waitFor(m.t, "private maildev", m.p, log, 60*time.Second, func() bool { return httpOK(m.WebURL + "/api/healthz") })
+	waitFor(m.t, "private maildev", m.p, log, 60*time.Second, func() bool { return HTTPOK(m.WebURL + "/api/healthz") })
 }
 
 // Stop kills maildev.
-func (m *PrivateMaildev) Stop() { m.p.kill(); m.p = nil }
+func (m *PrivateMaildev) Stop() { m.p.Kill(); m.p = nil }
 
 // ------------------------------------------------------------ PostgreSQL
 

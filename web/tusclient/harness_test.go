@@ -9,7 +9,6 @@
 package tusclient
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/rand"
@@ -28,7 +27,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -173,11 +171,9 @@ func (e *env) issuePIN(t testing.TB, kasseID, kvnr string) string {
 
 // server is a running postbox process.
 type server struct {
+	*storagetest.Proc
 	t    testing.TB
-	cmd  *exec.Cmd
 	addr string
-	logs *lockedBuffer
-	done chan struct{}
 }
 
 type lockedBuffer struct {
@@ -208,79 +204,30 @@ func freeAddr(t testing.TB) string {
 
 // start runs "postbox serve" on addr and waits until it answers.
 func (e *env) start(t testing.TB, addr string) *server {
-	s := &server{t: t, addr: addr, logs: &lockedBuffer{}, done: make(chan struct{})}
-	s.cmd = exec.Command(binPath, "serve")
-	s.cmd.Env = e.vars(addr)
-	s.cmd.Stdout, s.cmd.Stderr = s.logs, s.logs
-	if err := s.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { s.cmd.Wait(); close(s.done) }()
+	s := &server{t: t, addr: addr}
+	s.Proc = storagetest.StartProc(t, filepath.Join(t.TempDir(), "postbox.log"), e.vars(addr), binPath, "serve")
 	t.Cleanup(s.stop)
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		resp, err := http.Get("http://" + addr + "/healthz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return s
-			}
-		}
-		select {
-		case <-s.done:
-			t.Fatalf("postbox exited at start:\n%s", s.logs)
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("postbox did not answer on %s:\n%s", addr, s.logs)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	s.WaitReady(t, "postbox on "+addr, 60*time.Second, func() bool { return storagetest.HTTPOK("http://" + addr + "/healthz") })
+	return s
 }
 
 // kill ends the process with SIGKILL: no shutdown, no cleanup.
-func (s *server) kill() {
-	s.cmd.Process.Signal(syscall.SIGKILL)
-	<-s.done
-}
+func (s *server) kill() { s.Kill() }
 
-func (s *server) stop() {
-	select {
-	case <-s.done:
-		return
-	default:
-	}
-	s.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-s.done:
-	case <-time.After(30 * time.Second):
-		s.kill()
-	}
-}
+func (s *server) stop() { s.Stop(30 * time.Second) }
 
 // peakRSS is the process's high-water mark of resident memory (VmHWM).
 func (s *server) peakRSS() int64 {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", s.cmd.Process.Pid))
+	n, err := s.PeakRSS()
 	if err != nil {
 		s.t.Fatal(err)
 	}
-	sc := bufio.NewScanner(bytes.NewReader(b))
-	for sc.Scan() {
-		if rest, ok := strings.CutPrefix(sc.Text(), "VmHWM:"); ok {
-			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 10, 64)
-			if err != nil {
-				s.t.Fatal(err)
-			}
-			return kb << 10
-		}
-	}
-	s.t.Fatal("no VmHWM in /proc/PID/status")
-	return 0
+	return n
 }
 
-// resetPeakRSS starts a new high-water mark (Linux: clear_refs 5).
+// resetPeakRSS starts a new high-water mark.
 func (s *server) resetPeakRSS() {
-	if err := os.WriteFile(fmt.Sprintf("/proc/%d/clear_refs", s.cmd.Process.Pid), []byte("5"), 0); err != nil {
+	if err := s.ResetPeakRSS(); err != nil {
 		s.t.Fatalf("reset peak RSS: %v", err)
 	}
 }

@@ -217,7 +217,7 @@ func TestCrashDuringPatch(t *testing.T) {
 		end := min(off+8<<20, size)
 		status, newOff, err := c.patch(context.Background(), url, off, bytes.NewReader(data[off:end]), end-off)
 		if err != nil {
-			t.Fatalf("PATCH at %d: %v\nserver log:\n%s", off, err, srv2.logs)
+			t.Fatalf("PATCH at %d: %v\nserver log:\n%s", off, err, srv2.Logs())
 		}
 		switch status {
 		case http.StatusNoContent:
