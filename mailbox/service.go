@@ -270,20 +270,11 @@ func (s *Service) StartThread(ctx context.Context, a Actor, in NewThread) (Threa
 	}
 	queued := false
 	err = s.Store.InTx(ctx, func(tx Tx) error {
-		team, err := s.teamFor(ctx, tx, v, in.Topic)
-		if err != nil {
+		var err error
+		if th, msg, err = s.openThread(ctx, tx, a, v, in.Topic, th, msg, in.Uploads); err != nil {
 			return err
 		}
-		th.TeamID = team.ID
-		if th, err = tx.CreateThread(ctx, th); err != nil {
-			return err
-		}
-		th.Topic, th.TeamName = team.Topic, team.Name
-		msg.ThreadID = th.ID
-		if msg, err = s.addMessage(ctx, tx, a, msg, in.Uploads); err != nil {
-			return err
-		}
-		if _, err := tx.RecordEvent(ctx, a.event("mailbox.thread.created", "thread", th.ID, map[string]any{"team": team.ID})); err != nil {
+		if _, err := tx.RecordEvent(ctx, a.event("mailbox.thread.created", "thread", th.ID, map[string]any{"team": th.TeamID})); err != nil {
 			return err
 		}
 		queued, err = s.notify(ctx, tx, target, th)
@@ -358,6 +349,23 @@ func (d Direction) reverse() Direction {
 
 // addMessage stores the message with the actor's uploads as attachments
 // and its audit event.
+// openThread files th with the team for topic and writes msg with its
+// uploads as the thread's first message.
+func (s *Service) openThread(ctx context.Context, tx Tx, a Actor, v Viewer, topic string, th Thread, msg Message, uploads []string) (Thread, Message, error) {
+	team, err := s.teamFor(ctx, tx, v, topic)
+	if err != nil {
+		return th, msg, err
+	}
+	th.TeamID = team.ID
+	if th, err = tx.CreateThread(ctx, th); err != nil {
+		return th, msg, err
+	}
+	th.Topic, th.TeamName = team.Topic, team.Name
+	msg.ThreadID = th.ID
+	msg, err = s.addMessage(ctx, tx, a, msg, uploads)
+	return th, msg, err
+}
+
 func (s *Service) addMessage(ctx context.Context, tx Tx, a Actor, msg Message, uploads []string) (Message, error) {
 	seen := map[string]bool{}
 	for _, id := range uploads {
@@ -779,17 +787,9 @@ func (s *Service) DeliverDocument(ctx context.Context, a Actor, d Document) (Thr
 	var msg Message
 	queued := false
 	err = s.Store.InTx(ctx, func(tx Tx) error {
-		team, err := s.teamFor(ctx, tx, v, d.Topic)
-		if err != nil {
-			return err
-		}
-		th.TeamID = team.ID
-		if th, err = tx.CreateThread(ctx, th); err != nil {
-			return err
-		}
-		th.Topic, th.TeamName = team.Topic, team.Name
-		msg = Message{TenantID: a.TenantID, ThreadID: th.ID, Direction: Outbound, Kind: KindDocument, SenderAccountID: a.AccountID, Body: body}
-		if msg, err = s.addMessage(ctx, tx, a, msg, d.Uploads); err != nil {
+		msg = Message{TenantID: a.TenantID, Direction: Outbound, Kind: KindDocument, SenderAccountID: a.AccountID, Body: body}
+		var err error
+		if th, msg, err = s.openThread(ctx, tx, a, v, d.Topic, th, msg, d.Uploads); err != nil {
 			return err
 		}
 		if _, err := tx.RecordEvent(ctx, a.event("mailbox.document.delivered", "thread", th.ID, map[string]any{"channel": string(th.Channel)})); err != nil {
