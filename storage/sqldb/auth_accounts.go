@@ -103,16 +103,7 @@ func (t authTx) accounts(ctx context.Context, where string, args ...any) ([]auth
 	if err != nil {
 		return nil, fmt.Errorf("list accounts: %w", err)
 	}
-	defer rows.Close()
-	var out []auth.Account
-	for rows.Next() {
-		a, err := scanAuthAccount(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, a)
-	}
-	return out, rows.Err()
+	return collect(rows, scanAuthAccount)
 }
 
 func (t authTx) AccountsByEmail(ctx context.Context, tenantID, email string) ([]auth.Account, error) {
@@ -211,14 +202,5 @@ func (t authTx) PasswordHistory(ctx context.Context, tenantID, accountID string,
 	if err != nil {
 		return nil, fmt.Errorf("password history: %w", err)
 	}
-	defer rows.Close()
-	var out []string
-	for rows.Next() {
-		var h string
-		if err := rows.Scan(&h); err != nil {
-			return nil, err
-		}
-		out = append(out, h)
-	}
-	return out, rows.Err()
+	return collect(rows, scanString)
 }

@@ -90,14 +90,5 @@ func (s *Store) Kassen(ctx context.Context) ([]kasse.Kasse, error) {
 	if err != nil {
 		return nil, fmt.Errorf("list kassen: %w", err)
 	}
-	defer rows.Close()
-	var out []kasse.Kasse
-	for rows.Next() {
-		k, err := scanKasse(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, k)
-	}
-	return out, rows.Err()
+	return collect(rows, scanKasse)
 }

@@ -273,16 +273,7 @@ func (s *Store) MailJobsOfPerson(ctx context.Context, tenantID, personID string)
 	if err != nil {
 		return nil, fmt.Errorf("mail jobs: %w", err)
 	}
-	defer rows.Close()
-	var out []notifier.Job
-	for rows.Next() {
-		j, err := scanMail(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, j)
-	}
-	return out, rows.Err()
+	return collect(rows, scanMail)
 }
 
 // ErrMailJobNotFound is returned for an unknown mail job.

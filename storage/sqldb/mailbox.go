@@ -584,16 +584,7 @@ func (m mailboxStore) StaleUploads(ctx context.Context, before time.Time, limit 
 	if err != nil {
 		return nil, fmt.Errorf("stale uploads: %w", err)
 	}
-	defer rows.Close()
-	var out []mailbox.Upload
-	for rows.Next() {
-		u, err := scanUpload(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, u)
-	}
-	return out, rows.Err()
+	return collect(rows, scanUpload)
 }
 
 // --- retention ---
@@ -605,16 +596,7 @@ func (m mailboxStore) ExpiredMessages(ctx context.Context, tenantID string, befo
 	if err != nil {
 		return nil, fmt.Errorf("expired messages: %w", err)
 	}
-	defer rows.Close()
-	var out []string
-	for rows.Next() {
-		var id string
-		if err := rows.Scan(&id); err != nil {
-			return nil, err
-		}
-		out = append(out, id)
-	}
-	return out, rows.Err()
+	return collect(rows, scanString)
 }
 
 // DeleteMessage implements mailbox.Tx.
@@ -695,16 +677,7 @@ func (m mailboxStore) TrashedBlobs(ctx context.Context, limit int) ([]string, er
 	if err != nil {
 		return nil, fmt.Errorf("trashed blobs: %w", err)
 	}
-	defer rows.Close()
-	var out []string
-	for rows.Next() {
-		var k string
-		if err := rows.Scan(&k); err != nil {
-			return nil, err
-		}
-		out = append(out, k)
-	}
-	return out, rows.Err()
+	return collect(rows, scanString)
 }
 
 func (m mailboxStore) ForgetTrashedBlob(ctx context.Context, key string) error {

@@ -204,3 +204,25 @@ func isUniqueViolation(err error) bool {
 }
 
 var uniqueMessage = regexp.MustCompile(`UNIQUE constraint failed|duplicate key value`)
+
+// collect scans every row of rows with scan, closes rows and returns the
+// values (nil for no rows).
+func collect[T any](rows *sql.Rows, scan func(interface{ Scan(...any) error }) (T, error)) ([]T, error) {
+	defer rows.Close()
+	var out []T
+	for rows.Next() {
+		v, err := scan(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, v)
+	}
+	return out, rows.Err()
+}
+
+// scanString reads a row of one text column.
+func scanString(row interface{ Scan(...any) error }) (string, error) {
+	var v string
+	err := row.Scan(&v)
+	return v, err
+}

@@ -294,16 +294,7 @@ func (s *Store) queryUploads(ctx context.Context, q string, args ...any) ([]inta
 	if err != nil {
 		return nil, err
 	}
-	defer rows.Close()
-	var out []intake.Upload
-	for rows.Next() {
-		u, err := scanIntakeUpload(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, u)
-	}
-	return out, rows.Err()
+	return collect(rows, scanIntakeUpload)
 }
 
 // UploadsOfPerson implements intake.UploadStore: the person's files with
@@ -328,16 +319,7 @@ func (t *Tx) UploadsOfPerson(ctx context.Context, tenantID, personID string) ([]
 	if err != nil {
 		return nil, fmt.Errorf("uploads of person: %w", err)
 	}
-	defer rows.Close()
-	var out []intake.Upload
-	for rows.Next() {
-		u, err := scanIntakeUpload(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, u)
-	}
-	return out, rows.Err()
+	return collect(rows, scanIntakeUpload)
 }
 
 // ExpiredUploads implements intake.UploadStore.

@@ -123,16 +123,7 @@ func (s *Store) VorgaengeOfPerson(ctx context.Context, tenantID, personID string
 	if err != nil {
 		return nil, fmt.Errorf("list vorgaenge: %w", err)
 	}
-	defer rows.Close()
-	var out []audit.Vorgang
-	for rows.Next() {
-		v, err := scanVorgang(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, v)
-	}
-	return out, rows.Err()
+	return collect(rows, scanVorgang)
 }
 
 // VorgangTimeline returns a Vorgang's status steps, oldest first.
