@@ -868,14 +868,7 @@ func testConcatenation(t *testing.T, factory tusBackendFactory, cuts []int, copi
 	f := newTusFixture(t, factory, withBlobs(cc.wrap))
 	data := doc("pdf", 13*mib+5, 20)
 	var urls []string
-	for i := 0; i+1 < len(cuts); i++ {
-		part := data[cuts[i]:cuts[i+1]]
-		resp := f.do("POST", TusPath, f.erika.ID, hdr{"Upload-Concat": "partial", "Upload-Length": strconv.Itoa(len(part))}, nil)
-		if resp.StatusCode != http.StatusCreated {
-			t.Fatalf("partial %d: %d", i, resp.StatusCode)
-		}
-		pid := idOf(t, resp.Header.Get("Location"))
-		f.send(f.erika.ID, pid, part, 0, 2*mib)
+	for _, pid := range f.partials(data, cuts, 2*mib) {
 		if h := f.do("HEAD", TusPath+"/"+pid, f.erika.ID, nil, nil); h.Header.Get("Upload-Concat") != "partial" {
 			t.Fatalf("HEAD partial: Upload-Concat %q", h.Header.Get("Upload-Concat"))
 		}
@@ -947,22 +940,33 @@ func (c *countingCopier) CopyPart(ctx context.Context, key, uploadID string, n i
 	return c.pc.CopyPart(ctx, key, uploadID, n, srcKey, size)
 }
 
+// partials sends data cut at cuts as partial uploads of Erika, each in
+// PATCHes of chunk bytes, and returns their ids.
+func (f *tusFixture) partials(data []byte, cuts []int, chunk int) []string {
+	f.t.Helper()
+	var ids []string
+	for i := 0; i+1 < len(cuts); i++ {
+		part := data[cuts[i]:cuts[i+1]]
+		resp := f.do("POST", TusPath, f.erika.ID, hdr{"Upload-Concat": "partial", "Upload-Length": strconv.Itoa(len(part))}, nil)
+		if resp.StatusCode != http.StatusCreated {
+			f.t.Fatalf("partial %d: %d", i, resp.StatusCode)
+		}
+		pid := idOf(f.t, resp.Header.Get("Location"))
+		f.send(f.erika.ID, pid, part, 0, chunk)
+		ids = append(ids, pid)
+	}
+	return ids
+}
+
 // testConcatenationRefused joins partials that make a Windows program: the
 // final upload answers 415 with the German reason, the partials are used
 // up, and neither they nor the final upload leave bytes behind.
 func testConcatenationRefused(t *testing.T, factory tusBackendFactory, cuts []int) {
 	f := newTusFixture(t, factory)
 	data := doc("exe", cuts[len(cuts)-1], 40)
-	var ids, urls []string
-	for i := 0; i+1 < len(cuts); i++ {
-		part := data[cuts[i]:cuts[i+1]]
-		resp := f.do("POST", TusPath, f.erika.ID, hdr{"Upload-Concat": "partial", "Upload-Length": strconv.Itoa(len(part))}, nil)
-		if resp.StatusCode != http.StatusCreated {
-			t.Fatalf("partial %d: %d", i, resp.StatusCode)
-		}
-		pid := idOf(t, resp.Header.Get("Location"))
-		f.send(f.erika.ID, pid, part, 0, 5*mib)
-		ids = append(ids, pid)
+	ids := f.partials(data, cuts, 5*mib)
+	var urls []string
+	for _, pid := range ids {
 		urls = append(urls, TusPath+"/"+pid)
 	}
 	resp := f.do("POST", TusPath, f.erika.ID, hdr{"Upload-Concat": "final;" + strings.Join(urls, " "), "Upload-Metadata": metadata("filename", "gesamt.pdf")}, nil)
