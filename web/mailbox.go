@@ -127,17 +127,20 @@ func (h *postfach) fail(c *fiber.Ctx, err error) error {
 	return err
 }
 
+// requestBody is the request's body as a stream: the server streams
+// bodies (StreamRequestBody); app.Test in tests hands them over whole.
+func requestBody(c *fiber.Ctx) io.Reader {
+	if s := c.Context().RequestBodyStream(); s != nil {
+		return s
+	}
+	return strings.NewReader(string(c.Body()))
+}
+
 // readJSON decodes a small JSON body from the request stream with a cap,
 // since streamed bodies are not limited by the server's BodyLimit. When it
 // reports false it has answered the request (or err says why not).
 func readJSON(c *fiber.Ctx, v any) (bool, error) {
-	var r io.Reader
-	if s := c.Context().RequestBodyStream(); s != nil {
-		r = s
-	} else {
-		r = strings.NewReader(string(c.Body()))
-	}
-	lr := &io.LimitedReader{R: r, N: maxJSONBody + 1}
+	lr := &io.LimitedReader{R: requestBody(c), N: maxJSONBody + 1}
 	dec := json.NewDecoder(lr)
 	dec.DisallowUnknownFields()
 	err := dec.Decode(v)
@@ -502,13 +505,7 @@ func (h *postfach) upload(c *fiber.Ctx) error {
 		return SendProblem(c, fiber.StatusUnsupportedMediaType, "multipart-erwartet", "Falsches Format",
 			"Bitte senden Sie die Datei als multipart/form-data im Feld „datei“.")
 	}
-	var body io.Reader
-	if s := c.Context().RequestBodyStream(); s != nil {
-		body = s
-	} else {
-		body = strings.NewReader(string(c.Body()))
-	}
-	mr := multipart.NewReader(body, params["boundary"])
+	mr := multipart.NewReader(requestBody(c), params["boundary"])
 	for {
 		part, err := mr.NextPart()
 		if errors.Is(err, io.EOF) {

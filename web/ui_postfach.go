@@ -237,13 +237,7 @@ func multipartForm(c *fiber.Ctx, maxField int64, onFile func(name, fileName stri
 		c.Request().PostArgs().VisitAll(func(k, v []byte) { fields[string(k)] = append(fields[string(k)], string(v)) })
 		return fields, nil
 	}
-	var body io.Reader
-	if s := c.Context().RequestBodyStream(); s != nil {
-		body = s
-	} else {
-		body = strings.NewReader(string(c.Body()))
-	}
-	mr := multipart.NewReader(body, params["boundary"])
+	mr := multipart.NewReader(requestBody(c), params["boundary"])
 	fields := map[string][]string{}
 	for {
 		part, err := mr.NextPart()
