@@ -19,8 +19,8 @@ var contenderColors = []struct{ name, label, color string }{
 // whisker from min to max.
 func (rep *Report) SVG() string {
 	type group struct {
-		label1, label2 string
-		bars           map[string][]float64
+		labels [3]string // workload, streams, chunk size: one line each
+		bars   map[string][]float64
 	}
 	var groups []*group
 	index := map[string]*group{}
@@ -33,7 +33,7 @@ func (rep *Report) SVG() string {
 			if p.Streams > 1 {
 				streams = fmt.Sprintf("%d parallel", p.Streams)
 			}
-			g = &group{label1: p.Workload + ", " + streams, label2: chunkLabel(p.Chunk), bars: map[string][]float64{}}
+			g = &group{labels: [3]string{p.Workload, streams, chunkLabel(p.Chunk)}, bars: map[string][]float64{}}
 			index[k] = g
 			groups = append(groups, g)
 		}
@@ -42,8 +42,8 @@ func (rep *Report) SVG() string {
 		top = max(top, hi)
 	}
 	const (
-		w, h                 = 960, 460
-		left, right, tp, bot = 70, 20, 60, 90
+		w, h                 = 1000, 480
+		left, right, tp, bot = 70, 20, 60, 110
 	)
 	plotW, plotH := float64(w-left-right), float64(h-tp-bot)
 	step := niceStep(top / 5)
@@ -93,8 +93,13 @@ func (rep *Report) SVG() string {
 				p(`<text x="%.1f" y="%.1f" text-anchor="middle" font-size="10" fill="#222">%s</text>`+"\n", cx, y(hi)-4, num(med))
 			}
 			cx := float64(left) + float64(gi)*gw + gw/2
-			p(`<text x="%.1f" y="%d" text-anchor="middle">%s</text>`+"\n", cx, h-bot+18, html.EscapeString(g.label1))
-			p(`<text x="%.1f" y="%d" text-anchor="middle" fill="#555">%s</text>`+"\n", cx, h-bot+34, html.EscapeString(g.label2))
+			for li, l := range g.labels {
+				fill := "#000"
+				if li == 2 {
+					fill = "#555"
+				}
+				p(`<text x="%.1f" y="%d" text-anchor="middle" fill="%s">%s</text>`+"\n", cx, h-bot+18+li*15, fill, html.EscapeString(l))
+			}
 		}
 	}
 	p(`<line x1="%d" x2="%d" y1="%.1f" y2="%.1f" stroke="#333"/>`+"\n", left, w-right, y(0), y(0))
