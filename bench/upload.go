@@ -306,11 +306,11 @@ func stepUpload(ctx context.Context, r *run) error {
 			r.logf("empty bucket: %v", err)
 		}
 	}
-	// send transfers w once; for the direct PutObject w.chunk is the part
-	// size (noChunks: minio-go's default).
 	// directObjects is the contender that writes a file's bytes as objects
 	// of w.chunk bytes each (uploadPoint.directObjects).
 	const directObjects = "direct-objects"
+	// send transfers w once; for the direct PutObject w.chunk is the part
+	// size (noChunks: minio-go's default).
 	send := func(ctx context.Context, who string, w workload) (time.Duration, error) {
 		switch who {
 		case "postbox":
