@@ -696,6 +696,7 @@ func (h *TusHandler) createFinal(ctx context.Context, r *TusRequest, s kasse.Set
 	}
 	var te *tusError
 	if werr != nil && !(errors.As(werr, &te) && (te == errInfected || te.status == http.StatusUnsupportedMediaType)) {
+		h.dropFailedJoin(ctx, r, &u, owner)
 		return nil, werr
 	}
 	// Joined (or refused for good): the partials are used up either way.
@@ -799,6 +800,27 @@ func (h *TusHandler) joinInStore(ctx context.Context, r *TusRequest, u *Upload, 
 		return true, err
 	}
 	return true, h.complete(ctx, r, u, owner, s)
+}
+
+// dropFailedJoin ends a final upload whose join failed. It can never take
+// bytes (a final upload is not PATCHed), so it would stand in the person's
+// list at 0 % and count against the file limit until it expired. The
+// partials stay complete; the client sends the join again. If its blobs
+// cannot be dropped now (the store is down), the row stays for the expiry
+// cleanup, which drops them later.
+func (h *TusHandler) dropFailedJoin(ctx context.Context, r *TusRequest, u *Upload, owner string) {
+	ctx = context.WithoutCancel(ctx)
+	if err := h.dropBlobs(ctx, u); err != nil {
+		h.cfg.Logger.Warn("drop the blobs of a failed join", "upload_id", u.ID, "err", err)
+		return
+	}
+	u.Status = StatusTerminated
+	u.Parts, u.Staging = nil, nil
+	u.UpdatedAt = h.now()
+	ev := h.event(r, "intake.upload.terminated", u, audit.OutcomeFailure, map[string]any{"reason": "join_failed"})
+	if err := h.cfg.Store.SaveUpload(ctx, *u, owner, ev); err != nil {
+		h.cfg.Logger.Warn("end a failed join", "upload_id", u.ID, "err", err)
+	}
 }
 
 // joinCopies is how many partials joinInStore has the store copy at once.

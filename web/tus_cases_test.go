@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -619,6 +620,7 @@ func runTusProtocolCases(t *testing.T, factory tusBackendFactory) {
 	} {
 		t.Run(tc.name, func(t *testing.T) { testConcatenation(t, factory, tc.cuts, tc.copies) })
 		t.Run(tc.name+": a program is refused with 415 and nothing stays", func(t *testing.T) { testConcatenationRefused(t, factory, tc.cuts) })
+		t.Run(tc.name+": a store failure during the join loses nothing, the retry joins", func(t *testing.T) { testConcatenationStoreFails(t, factory, tc.cuts) })
 	}
 
 	t.Run("concatenation of an unfinished partial answers 400", func(t *testing.T) {
@@ -984,4 +986,98 @@ func testConcatenationRefused(t *testing.T, factory tusBackendFactory, cuts []in
 		t.Fatalf("list after the refused join: %+v", list)
 	}
 	f.assertNoBlobs(f.row(f.list(f.erika.ID)[0].ID))
+}
+
+// testConcatenationStoreFails breaks the blob store once while the final
+// upload is joined: the answer is an error, the partials stay complete,
+// no half-joined file is listed, and the same join sent again succeeds.
+func testConcatenationStoreFails(t *testing.T, factory tusBackendFactory, cuts []int) {
+	fail := &failOnce{}
+	f := newTusFixture(t, factory, withBlobs(fail.wrap))
+	data := doc("pdf", cuts[len(cuts)-1], 41)
+	ids := f.partials(data, cuts, 5*mib)
+	var urls []string
+	for _, pid := range ids {
+		urls = append(urls, TusPath+"/"+pid)
+	}
+	final := hdr{"Upload-Concat": "final;" + strings.Join(urls, " "), "Upload-Metadata": metadata("filename", "gesamt.pdf")}
+	fail.arm()
+	resp := f.do("POST", TusPath, f.erika.ID, final, nil)
+	if resp.StatusCode < 500 || !strings.Contains(readProblem(t, resp).Detail, "Vorgangsnummer") {
+		t.Fatalf("join while the store fails: %d, want a 5xx with a request id", resp.StatusCode)
+	}
+	for i, pid := range ids {
+		h := f.do("HEAD", TusPath+"/"+pid, f.erika.ID, nil, nil)
+		if h.StatusCode != http.StatusOK || h.Header.Get("Upload-Offset") != strconv.Itoa(cuts[i+1]-cuts[i]) {
+			t.Fatalf("partial %d after the failed join: %d, offset %q", i, h.StatusCode, h.Header.Get("Upload-Offset"))
+		}
+	}
+	if list := f.list(f.erika.ID); len(list) != 0 {
+		t.Fatalf("the failed join left files in the list: %+v", list)
+	}
+	resp = f.do("POST", TusPath, f.erika.ID, final, nil)
+	if resp.StatusCode != http.StatusCreated {
+		t.Fatalf("join sent again: %d %s", resp.StatusCode, readProblem(t, resp).Detail)
+	}
+	id := idOf(t, resp.Header.Get("Location"))
+	if !bytes.Equal(f.stored(id), data) || f.row(id).SHA256 != sha(data) {
+		t.Fatal("the retried join stored other bytes")
+	}
+	if list := f.list(f.erika.ID); len(list) != 1 || list[0].ID != id {
+		t.Fatalf("list after the retried join: %+v", list)
+	}
+}
+
+// failOnce fails the next part write once armed: CopyPart where the store
+// copies parts, PutPart and Put otherwise.
+type failOnce struct {
+	intake.BlobStore
+	mu    sync.Mutex
+	armed bool
+}
+
+func (f *failOnce) wrap(b intake.BlobStore) intake.BlobStore {
+	f.BlobStore = b
+	if pc, ok := b.(intake.PartCopier); ok {
+		return &failOnceCopier{failOnce: f, pc: pc}
+	}
+	return f
+}
+
+func (f *failOnce) arm() { f.mu.Lock(); f.armed = true; f.mu.Unlock() }
+
+func (f *failOnce) fire() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.armed {
+		f.armed = false
+		return errors.New("store broke (test)")
+	}
+	return nil
+}
+
+func (f *failOnce) PutPart(ctx context.Context, key, uploadID string, n int, r io.Reader, size int64) (intake.Part, error) {
+	if err := f.fire(); err != nil {
+		return intake.Part{}, err
+	}
+	return f.BlobStore.PutPart(ctx, key, uploadID, n, r, size)
+}
+
+func (f *failOnce) Put(ctx context.Context, key string, r io.Reader, size int64) (intake.BlobInfo, error) {
+	if err := f.fire(); err != nil {
+		return intake.BlobInfo{}, err
+	}
+	return f.BlobStore.Put(ctx, key, r, size)
+}
+
+type failOnceCopier struct {
+	*failOnce
+	pc intake.PartCopier
+}
+
+func (f *failOnceCopier) CopyPart(ctx context.Context, key, uploadID string, n int, srcKey string, size int64) (intake.Part, error) {
+	if err := f.fire(); err != nil {
+		return intake.Part{}, err
+	}
+	return f.pc.CopyPart(ctx, key, uploadID, n, srcKey, size)
 }
