@@ -925,17 +925,22 @@ func (h *TusHandler) terminate(ctx context.Context, r *TusRequest) (*TusResponse
 		return nil, problem(http.StatusConflict, "upload-eingereicht", "Bereits eingereicht",
 			"Diese Datei wurde bereits eingereicht und kann nicht mehr gelöscht werden.")
 	}
-	if err := h.dropBlobs(ctx, u); err != nil {
-		return nil, err
-	}
-	u.Status = StatusTerminated
-	u.Staging = nil
-	u.UpdatedAt = h.now()
-	ev := h.event(r, "intake.upload.terminated", u, audit.OutcomeSuccess, nil)
-	if err := h.cfg.Store.SaveUpload(ctx, *u, owner, ev); err != nil {
+	if err := h.end(ctx, r, u, owner, audit.OutcomeSuccess, nil); err != nil {
 		return nil, err
 	}
 	return &TusResponse{Status: http.StatusNoContent}, nil
+}
+
+// end drops everything an upload stored and records it as terminated,
+// with the audit event (outcome and details say why).
+func (h *TusHandler) end(ctx context.Context, r *TusRequest, u *Upload, owner string, outcome audit.Outcome, details map[string]any) error {
+	if err := h.dropBlobs(ctx, u); err != nil {
+		return err
+	}
+	u.Status = StatusTerminated
+	u.Parts, u.Staging = nil, nil
+	u.UpdatedAt = h.now()
+	return h.cfg.Store.SaveUpload(ctx, *u, owner, h.event(r, "intake.upload.terminated", u, outcome, details))
 }
 
 // dropBlobs deletes everything an upload stored: the multipart upload,

@@ -809,16 +809,8 @@ func (h *TusHandler) joinInStore(ctx context.Context, r *TusRequest, u *Upload, 
 // cannot be dropped now (the store is down), the row stays for the expiry
 // cleanup, which drops them later.
 func (h *TusHandler) dropFailedJoin(ctx context.Context, r *TusRequest, u *Upload, owner string) {
-	ctx = context.WithoutCancel(ctx)
-	if err := h.dropBlobs(ctx, u); err != nil {
-		h.cfg.Logger.Warn("drop the blobs of a failed join", "upload_id", u.ID, "err", err)
-		return
-	}
-	u.Status = StatusTerminated
-	u.Parts, u.Staging = nil, nil
-	u.UpdatedAt = h.now()
-	ev := h.event(r, "intake.upload.terminated", u, audit.OutcomeFailure, map[string]any{"reason": "join_failed"})
-	if err := h.cfg.Store.SaveUpload(ctx, *u, owner, ev); err != nil {
+	err := h.end(context.WithoutCancel(ctx), r, u, owner, audit.OutcomeFailure, map[string]any{"reason": "join_failed"})
+	if err != nil {
 		h.cfg.Logger.Warn("end a failed join", "upload_id", u.ID, "err", err)
 	}
 }
